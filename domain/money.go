@@ -1,7 +1,6 @@
 package domain
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -80,12 +79,13 @@ func parseDecimal(s string, exp int) (int64, error) {
 		return 0, bad(fmt.Sprintf("has more than %d decimal places", exp))
 	}
 	frac += strings.Repeat("0", exp-len(frac))
-	v, err := strconv.ParseInt(whole+frac, 10, 64)
+	digits := whole + frac
+	if neg {
+		digits = "-" + digits
+	}
+	v, err := strconv.ParseInt(digits, 10, 64)
 	if err != nil {
 		return 0, bad("is out of range")
-	}
-	if neg {
-		v = -v
 	}
 	return v, nil
 }
@@ -119,7 +119,7 @@ func FormatMinor(amount int64, exp int) string {
 }
 
 // ErrOverflow reports an amount that does not fit in int64 minor units.
-var ErrOverflow = errors.New("order: amount overflows")
+var ErrOverflow = rule(ErrInvalidInput, "order: amount overflows")
 
 // addMinor adds two amounts, failing instead of wrapping around.
 func addMinor(a, b int64) (int64, error) {

@@ -1,0 +1,124 @@
+package graph
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/google/uuid"
+
+	"github.com/ordertrail/ordertrail/domain"
+	"github.com/ordertrail/ordertrail/eventing"
+	"github.com/ordertrail/ordertrail/graph/model"
+)
+
+type actorKey struct{}
+
+// WithActor returns a context naming who issues commands, recorded in the
+// events' metadata.
+func WithActor(ctx context.Context, actor string) context.Context {
+	return context.WithValue(ctx, actorKey{}, actor)
+}
+
+func commandMeta(ctx context.Context, commandID *string) (eventing.CommandMeta, error) {
+	meta := eventing.CommandMeta{}
+	if commandID != nil {
+		if *commandID == "" || len(*commandID) > 200 {
+			return meta, badInput("commandId must be 1 to 200 characters")
+		}
+		meta.CommandID = *commandID
+	}
+	meta.CorrelationID = RequestID(ctx)
+	if meta.CorrelationID == "" {
+		meta.CorrelationID = uuid.NewString()
+	}
+	meta.CausationID = meta.CorrelationID
+	meta.Actor, _ = ctx.Value(actorKey{}).(string)
+	if meta.Actor == "" {
+		meta.Actor = "anonymous"
+	}
+	return meta, nil
+}
+
+func requireOrderID(id string) error {
+	if _, err := uuid.Parse(id); err != nil {
+		return &notFoundInput{id: id}
+	}
+	return nil
+}
+
+// notFoundInput is an order ID that cannot name any order.
+type notFoundInput struct{ id string }
+
+func (e *notFoundInput) Error() string { return "order " + e.id + " not found" }
+func (e *notFoundInput) Is(target error) bool {
+	return target == eventing.ErrNotFound
+}
+
+// update runs one command on an existing order and shapes its payload.
+func (r *mutationResolver) update(ctx context.Context, orderID string, commandID *string, fn func(*domain.Order) error) (*model.OrderPayload, error) {
+	if err := requireOrderID(orderID); err != nil {
+		return nil, err
+	}
+	meta, err := commandMeta(ctx, commandID)
+	if err != nil {
+		return nil, err
+	}
+	res, err := r.Commands.Update(ctx, orderID, meta, fn)
+	if err != nil {
+		return nil, err
+	}
+	return r.payload(ctx, orderID, res)
+}
+
+// payload returns the command's events and position, and the order as the
+// read model shows it once it has caught up to that position.
+func (r *Resolver) payload(ctx context.Context, orderID string, res eventing.Result) (*model.OrderPayload, error) {
+	events := make([]*model.HistoryEvent, len(res.Events))
+	for i, e := range res.Events {
+		events[i] = toHistoryEvent(e)
+	}
+	p := &model.OrderPayload{Events: events, Position: model.Position(res.Position)}
+	if err := r.Reads.WaitFor(ctx, res.Position); err != nil {
+		graphql.AddError(ctx, err)
+		return p, nil
+	}
+	o, err := r.Reads.Order(ctx, orderID)
+	if err != nil {
+		graphql.AddError(ctx, err)
+		return p, nil
+	}
+	p.Order = toOrder(o)
+	return p, nil
+}
+
+// waitFor implements minPosition: read-your-writes with a bounded wait.
+func (r *Resolver) waitFor(ctx context.Context, minPosition *model.Position) error {
+	if minPosition == nil || *minPosition == 0 {
+		return nil
+	}
+	return r.Reads.WaitFor(ctx, uint64(*minPosition))
+}
+
+func (r *Resolver) pageSize(first *int) (int, error) {
+	limit := r.MaxPageSize
+	if limit <= 0 {
+		limit = 100
+	}
+	n := 20
+	if first != nil {
+		n = *first
+	}
+	if n < 0 || n > limit {
+		return 0, badInput("first must be between 0 and " + strconv.Itoa(limit))
+	}
+	return n, nil
+}
+
+func (r *Resolver) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}

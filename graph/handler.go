@@ -1,0 +1,293 @@
+package graph
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/coder/websocket"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/ordertrail/ordertrail/graph/model"
+)
+
+// Options are the GraphQL server's limits and policies.
+type Options struct {
+	// AllowedOrigins are the origins (host patterns such as
+	// "app.example.com" or "localhost:*") allowed to open websockets;
+	// empty means same-origin only.
+	AllowedOrigins []string
+	// Tokens are the accepted bearer tokens; empty means the API is open.
+	Tokens []string
+	// Introspection enables __schema and __type queries.
+	Introspection bool
+	// Suggestions enables "Did you mean …" hints in validation errors.
+	Suggestions bool
+	// MaxDepth bounds the nesting of selections (default 12).
+	MaxDepth int
+	// MaxComplexity bounds the cost of an operation, lists weighted by
+	// their page size (default 2000).
+	MaxComplexity int
+	// MaxTokens bounds the parser's tokens per document (default 10000).
+	MaxTokens int
+	// MaxAliases bounds the aliased fields per operation (default 100).
+	MaxAliases int
+	// KeepAlive is the websocket keep-alive ping interval (default 10s).
+	KeepAlive time.Duration
+	// InitTimeout bounds the wait for connection_init (default 10s).
+	InitTimeout time.Duration
+	// Metrics, if set, receives the server's metrics.
+	Metrics *Metrics
+}
+
+func (o *Options) defaults() {
+	if o.MaxDepth == 0 {
+		o.MaxDepth = 12
+	}
+	if o.MaxComplexity == 0 {
+		o.MaxComplexity = 2000
+	}
+	if o.MaxTokens == 0 {
+		o.MaxTokens = 10000
+	}
+	if o.MaxAliases == 0 {
+		o.MaxAliases = 100
+	}
+	if o.KeepAlive == 0 {
+		o.KeepAlive = 10 * time.Second
+	}
+	if o.InitTimeout == 0 {
+		o.InitTimeout = 10 * time.Second
+	}
+}
+
+// NewServer builds the GraphQL handler with only the transports the API
+// serves: POST (JSON), GET (queries only) and websockets with both the
+// graphql-transport-ws and the legacy graphql-ws subprotocols.
+func NewServer(deps Deps, opts Options) *handler.Server {
+	opts.defaults()
+	logger := deps.Logger
+	if logger == nil {
+		logger = slog.Default()
+		deps.Logger = logger
+	}
+	cfg := Config{Resolvers: &Resolver{Deps: deps, metrics: opts.Metrics}}
+	weighComplexity(&cfg, deps.MaxPageSize)
+	srv := handler.New(NewExecutableSchema(cfg))
+
+	srv.AddTransport(transport.Websocket{
+		Implementation: transport.CoderWebsocketImplementation{AcceptOptions: websocket.AcceptOptions{
+			OriginPatterns: opts.AllowedOrigins,
+			Subprotocols:   []string{"graphql-transport-ws", "graphql-ws"},
+		}},
+		KeepAlivePingInterval: opts.KeepAlive,
+		InitTimeout:           opts.InitTimeout,
+		InitFunc:              wsInit(opts.Tokens, opts.Metrics),
+		CloseFunc:             func(context.Context, int) { opts.Metrics.socketClosed() },
+	})
+	srv.AddTransport(transport.Options{})
+	srv.AddTransport(transport.GET{})
+	srv.AddTransport(transport.POST{})
+
+	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	srv.SetParserTokenLimit(opts.MaxTokens)
+	srv.SetDisableSuggestion(!opts.Suggestions)
+	if opts.Introspection {
+		srv.Use(extension.Introspection{})
+	}
+	srv.Use(extension.FixedComplexityLimit(opts.MaxComplexity))
+	srv.Use(shapeLimit{maxDepth: opts.MaxDepth, maxAliases: opts.MaxAliases})
+	srv.Use(authGate{open: len(opts.Tokens) == 0})
+	if opts.Metrics != nil {
+		srv.Use(opts.Metrics)
+	}
+	srv.SetErrorPresenter(ErrorPresenter(logger))
+	srv.SetRecoverFunc(RecoverFunc(logger))
+	return srv
+}
+
+// weighComplexity makes list fields cost their page size times their
+// children, so `orders(first: 100) { … }` costs 100 times one order.
+func weighComplexity(cfg *Config, maxPage int) {
+	if maxPage <= 0 {
+		maxPage = 100
+	}
+	page := func(first *int) int {
+		if first == nil {
+			return 20
+		}
+		if *first < 1 {
+			return 1
+		}
+		return min(*first, maxPage)
+	}
+	cfg.Complexity.Query.Orders = func(child int, first *int, _ *string, _ *model.OrderFilter, _ *model.OrderOrder, _ *model.Position) int {
+		return 1 + page(first)*child
+	}
+	cfg.Complexity.Customer.Orders = func(child int, first *int, _ *string) int {
+		return 1 + page(first)*child
+	}
+	cfg.Complexity.Order.History = func(child int) int { return 1 + 50*child }
+	cfg.Complexity.Query.OrderTrends = func(child int, _, _ time.Time, _ *model.TrendBucket, _ *string, _ *model.Position) int {
+		return 1 + 48*child
+	}
+}
+
+// shapeLimit rejects operations nested too deep or with too many aliases
+// before any resolver runs.
+type shapeLimit struct {
+	maxDepth, maxAliases int
+}
+
+var _ interface {
+	graphql.HandlerExtension
+	graphql.OperationContextMutator
+} = shapeLimit{}
+
+func (shapeLimit) ExtensionName() string                   { return "ShapeLimit" }
+func (shapeLimit) Validate(graphql.ExecutableSchema) error { return nil }
+func (l shapeLimit) MutateOperationContext(_ context.Context, oc *graphql.OperationContext) *gqlerror.Error {
+	if oc.Operation == nil {
+		return nil
+	}
+	aliases := 0
+	depth := measure(oc.Operation.SelectionSet, oc.Doc.Fragments, 0, &aliases, map[string]bool{})
+	if depth > l.maxDepth {
+		err := gqlerror.Errorf("operation is nested %d levels deep; the limit is %d", depth, l.maxDepth)
+		err.Extensions = map[string]any{"code": "DEPTH_LIMIT_EXCEEDED"}
+		return err
+	}
+	if aliases > l.maxAliases {
+		err := gqlerror.Errorf("operation has %d aliases; the limit is %d", aliases, l.maxAliases)
+		err.Extensions = map[string]any{"code": "ALIAS_LIMIT_EXCEEDED"}
+		return err
+	}
+	return nil
+}
+
+// measure returns the depth of a selection set and counts its aliases,
+// following fragments once per path.
+func measure(set ast.SelectionSet, frags ast.FragmentDefinitionList, depth int, aliases *int, seen map[string]bool) int {
+	deepest := depth
+	for _, sel := range set {
+		var d int
+		switch s := sel.(type) {
+		case *ast.Field:
+			if s.Alias != "" && s.Alias != s.Name {
+				*aliases++
+			}
+			d = depth + 1
+			if len(s.SelectionSet) > 0 {
+				d = measure(s.SelectionSet, frags, depth+1, aliases, seen)
+			}
+		case *ast.InlineFragment:
+			d = measure(s.SelectionSet, frags, depth, aliases, seen)
+		case *ast.FragmentSpread:
+			if seen[s.Name] {
+				continue
+			}
+			f := frags.ForName(s.Name)
+			if f == nil {
+				continue
+			}
+			seen[s.Name] = true
+			d = measure(f.SelectionSet, frags, depth, aliases, seen)
+			delete(seen, s.Name)
+		}
+		deepest = max(deepest, d)
+	}
+	return deepest
+}
+
+type authKey struct{}
+
+// WithAuthenticated marks ctx as carrying a valid token.
+func WithAuthenticated(ctx context.Context) context.Context {
+	return context.WithValue(ctx, authKey{}, true)
+}
+
+func authenticated(ctx context.Context) bool {
+	ok, _ := ctx.Value(authKey{}).(bool)
+	return ok
+}
+
+// authGate requires a token for mutations and subscriptions when auth is on.
+type authGate struct{ open bool }
+
+var _ interface {
+	graphql.HandlerExtension
+	graphql.OperationContextMutator
+} = authGate{}
+
+func (authGate) ExtensionName() string                   { return "AuthGate" }
+func (authGate) Validate(graphql.ExecutableSchema) error { return nil }
+func (g authGate) MutateOperationContext(ctx context.Context, oc *graphql.OperationContext) *gqlerror.Error {
+	if g.open || oc.Operation == nil || oc.Operation.Operation == ast.Query || authenticated(ctx) {
+		return nil
+	}
+	err := gqlerror.Errorf("%s", ErrUnauthenticated.Error())
+	err.Extensions = map[string]any{"code": CodeUnauthenticated}
+	return err
+}
+
+// TokenValid reports whether token is one of tokens, in constant time.
+func TokenValid(tokens []string, token string) bool {
+	ok := false
+	for _, t := range tokens {
+		if subtle.ConstantTimeCompare([]byte(t), []byte(token)) == 1 {
+			ok = true
+		}
+	}
+	return ok && token != ""
+}
+
+// BearerToken returns the token of an "Authorization: Bearer …" value.
+func BearerToken(header string) string {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(header), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimSpace(token)
+}
+
+// wsInit authenticates a websocket from its connection_init payload
+// ({"Authorization": "Bearer …"} or {"token": "…"}) when auth is on.
+func wsInit(tokens []string, m *Metrics) transport.WebsocketInitFunc {
+	return func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+		m.socketOpened()
+		if len(tokens) == 0 {
+			return ctx, nil, nil
+		}
+		token := BearerToken(p.Authorization())
+		if token == "" {
+			token, _ = p["token"].(string)
+		}
+		if token == "" {
+			token = BearerToken(p.GetString("authorization"))
+		}
+		if !TokenValid(tokens, token) {
+			return ctx, nil, errors.New("unauthenticated: a valid bearer token is required in connection_init")
+		}
+		return WithAuthenticated(ctx), nil, nil
+	}
+}
+
+// HTTPAuth marks requests carrying a valid bearer token as authenticated.
+func HTTPAuth(tokens []string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(tokens) > 0 && TokenValid(tokens, BearerToken(r.Header.Get("Authorization"))) {
+			r = r.WithContext(WithAuthenticated(r.Context()))
+		}
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,116 @@
+package graph
+
+import (
+	"context"
+	"time"
+
+	"github.com/ordertrail/ordertrail/graph/model"
+	"github.com/ordertrail/ordertrail/readstore"
+)
+
+func (r *Resolver) orderConnection(ctx context.Context, q readstore.OrderQuery, first *int, after *string) (*model.OrderConnection, error) {
+	n, err := r.pageSize(first)
+	if err != nil {
+		return nil, err
+	}
+	q.First = n
+	if after != nil {
+		q.After = *after
+	}
+	page, err := r.Reads.Orders(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	conn := &model.OrderConnection{Edges: make([]*model.OrderEdge, len(page.Orders))}
+	for i, o := range page.Orders {
+		conn.Edges[i] = &model.OrderEdge{Cursor: readstore.Cursor(o, q.OrderBy), Node: *toOrder(o)}
+	}
+	conn.PageInfo.HasNextPage = page.HasNextPage
+	if page.EndCursor != "" {
+		end := page.EndCursor
+		conn.PageInfo.EndCursor = &end
+	}
+	return conn, nil
+}
+
+func toCustomer(c readstore.Customer) *model.Customer {
+	out := &model.Customer{
+		ID:            c.ID,
+		OrderCount:    int(c.OrderCount),
+		OpenOrders:    int(c.OpenOrders),
+		LifetimeValue: make([]*model.Money, len(c.LifetimeValue)),
+	}
+	if !c.FirstOrderAt.IsZero() {
+		first, last := c.FirstOrderAt, c.LastOrderAt
+		out.FirstOrderAt, out.LastOrderAt = &first, &last
+	}
+	for i, v := range c.LifetimeValue {
+		m := money(v.Amount, v.Currency)
+		out.LifetimeValue[i] = &m
+	}
+	return out
+}
+
+func (r *Resolver) projectionStatus(ctx context.Context) (*model.ProjectionStatus, error) {
+	st, err := r.Reads.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := &model.ProjectionStatus{
+		Projection:  "readmodel",
+		State:       model.ProjectionState(st.State),
+		Checkpoint:  model.Position(st.Checkpoint),
+		DeadLetters: st.DeadLetters,
+		Error:       optString(st.Error),
+	}
+	if st.HaltedAt != 0 {
+		p := model.Position(st.HaltedAt)
+		out.HaltedAt = &p
+	}
+	if r.Feed != nil {
+		fs := r.Feed.Status()
+		out.Connected, out.CaughtUp = fs.Connected, fs.CaughtUp
+		if fs.LastError != "" && out.Error == nil {
+			out.Error = optString(fs.LastError)
+		}
+	}
+	return out, nil
+}
+
+func toOrderChange(c readstore.Change) *model.OrderChange {
+	return &model.OrderChange{
+		Order:      *toOrder(c.Order),
+		EventType:  c.EventType,
+		Revision:   clampInt(c.Revision),
+		Position:   model.Position(c.Position),
+		RecordedAt: c.RecordedAt.UTC().Truncate(time.Microsecond),
+	}
+}
+
+// forward converts values from a broker channel and hands them to gqlgen.
+// It owns one goroutine that ends with the request or the source; a send
+// never blocks past the request's end.
+func forward[T, U any](ctx context.Context, m *Metrics, src <-chan T, conv func(T) U) <-chan U {
+	out := make(chan U, 1)
+	m.subscriberAdded()
+	go func() {
+		defer m.subscriberGone()
+		defer close(out)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case v, ok := <-src:
+				if !ok {
+					return
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case out <- conv(v):
+				}
+			}
+		}
+	}()
+	return out
+}

@@ -1,0 +1,615 @@
+// Command ordertrail serves a GraphQL API over event-sourced orders.
+//
+//	ordertrail [serve] [flags]       run the API (embedded event store by default)
+//	ordertrail eventstore [flags]    run the embedded event store on its own
+//	ordertrail rebuild [flags]       rebuild the read model from the full history
+//
+// Every flag can also be set through the environment variable named in its
+// help text; flags win.
+package main
+
+//go:generate go run github.com/99designs/gqlgen generate
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/cors"
+
+	"github.com/ordertrail/ordertrail/eventing"
+	"github.com/ordertrail/ordertrail/eventing/embedded"
+	"github.com/ordertrail/ordertrail/graph"
+	"github.com/ordertrail/ordertrail/graph/ide"
+	"github.com/ordertrail/ordertrail/readstore"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "ordertrail:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// run dispatches to a subcommand; it returns when ctx is done or the
+// subcommand fails.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(ctx, args, getenv, stderr)
+	case "eventstore":
+		return eventStore(ctx, args, getenv, stderr)
+	case "rebuild":
+		return rebuild(ctx, args, getenv, stderr)
+	}
+	return fmt.Errorf("unknown command %q (want serve, eventstore or rebuild)", cmd)
+}
+
+// flagSet builds a flag set whose defaults come from the environment.
+type flagSet struct {
+	*flag.FlagSet
+	getenv func(string) string
+	err    error
+}
+
+func newFlagSet(name string, getenv func(string) string, stderr io.Writer) *flagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return &flagSet{FlagSet: fs, getenv: getenv}
+}
+
+func (f *flagSet) string(name, env, def, usage string) *string {
+	if v := f.getenv(env); v != "" {
+		def = v
+	}
+	return f.String(name, def, usage+" ($"+env+")")
+}
+
+func (f *flagSet) bool(name, env string, def bool, usage string) *bool {
+	if v := f.getenv(env); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			f.err = errors.Join(f.err, fmt.Errorf("$%s: %w", env, err))
+		}
+		def = b
+	}
+	return f.Bool(name, def, usage+" ($"+env+")")
+}
+
+func (f *flagSet) int(name, env string, def int, usage string) *int {
+	if v := f.getenv(env); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			f.err = errors.Join(f.err, fmt.Errorf("$%s: %w", env, err))
+		}
+		def = n
+	}
+	return f.Int(name, def, usage+" ($"+env+")")
+}
+
+func (f *flagSet) duration(name, env string, def time.Duration, usage string) *time.Duration {
+	if v := f.getenv(env); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			f.err = errors.Join(f.err, fmt.Errorf("$%s: %w", env, err))
+		}
+		def = d
+	}
+	return f.Duration(name, def, usage+" ($"+env+")")
+}
+
+func (f *flagSet) parse(args []string) error {
+	if err := f.Parse(args); err != nil {
+		return err
+	}
+	if f.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %s", strings.Join(f.Args(), " "))
+	}
+	return f.err
+}
+
+// secret returns the value of a flag or, when it names a file with the
+// "@" prefix or comes from a *_FILE variable, that file's trimmed content,
+// so credentials need not appear on the command line.
+func secret(value, fileEnv string, getenv func(string) string) (string, error) {
+	path := ""
+	if strings.HasPrefix(value, "@") {
+		path = value[1:]
+	} else if value == "" && getenv(fileEnv) != "" {
+		path = getenv(fileEnv)
+	}
+	if path == "" {
+		return value, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' }) {
+		if v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func newLogger(stderr io.Writer, format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want text or json", format)
+}
+
+// storeConfig is how the API reaches its event store.
+type storeConfig struct {
+	eventStore    *string
+	data          *string
+	maxAppendSize *int
+}
+
+func addStoreFlags(fs *flagSet) storeConfig {
+	return storeConfig{
+		eventStore: fs.string("eventstore", "ORDERTRAIL_EVENTSTORE", "",
+			"EventStoreDB connection string (esdb://…, esdb+discover://…); \"@FILE\" reads it from a file; empty runs the embedded store in-process"),
+		data:          fs.string("data", "ORDERTRAIL_DATA", "./data", "data directory (embedded event store and read model)"),
+		maxAppendSize: fs.int("max-append-size", "ORDERTRAIL_MAX_APPEND_SIZE", 1<<20, "embedded store: largest append in bytes"),
+	}
+}
+
+// openEventStore returns a client for the configured store, starting the
+// embedded one when no connection string is given, and a func that closes
+// what it opened.
+func (c storeConfig) open(ctx context.Context, getenv func(string) string, logger *slog.Logger) (*esdb.Client, string, func(), error) {
+	conn, err := secret(*c.eventStore, "ORDERTRAIL_EVENTSTORE_FILE", getenv)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	closeEmbedded := func() {}
+	mode := "external"
+	if conn == "" {
+		srv, err := embedded.Start(ctx, embedded.Config{
+			Dir:           filepath.Join(*c.data, "eventstore"),
+			Addr:          "127.0.0.1:0",
+			MaxAppendSize: *c.maxAppendSize,
+			Logger:        logger.With("component", "eventstore"),
+		})
+		if err != nil {
+			return nil, "", nil, fmt.Errorf("start embedded event store: %w", err)
+		}
+		conn, mode = srv.ConnectionString(), "embedded"
+		closeEmbedded = func() {
+			if err := srv.Close(); err != nil {
+				logger.Error("close embedded event store", "err", err)
+			}
+		}
+		logger.Info("embedded event store started", "addr", srv.Addr(), "dir", filepath.Join(*c.data, "eventstore"))
+	}
+	client, err := eventing.Connect(conn)
+	if err != nil {
+		closeEmbedded()
+		return nil, "", nil, err
+	}
+	return client, mode, func() {
+		if err := client.Close(); err != nil {
+			logger.Debug("close event store client", "err", err)
+		}
+		closeEmbedded()
+	}, nil
+}
+
+func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	fs := newFlagSet("serve", getenv, stderr)
+	addr := fs.string("addr", "ORDERTRAIL_ADDR", "127.0.0.1:8080", "HTTP listen address")
+	store := addStoreFlags(fs)
+	tokens := fs.string("tokens", "ORDERTRAIL_TOKENS", "", "comma-separated bearer tokens required for mutations and subscriptions; \"@FILE\" reads them from a file; empty: open")
+	origins := fs.string("allowed-origins", "ORDERTRAIL_ALLOWED_ORIGINS", "", "comma-separated origins allowed for CORS and websockets (e.g. https://app.example.com); empty: same-origin only")
+	production := fs.bool("production", "ORDERTRAIL_PRODUCTION", false, "production mode: introspection and field suggestions off unless enabled explicitly")
+	introspection := fs.string("introspection", "ORDERTRAIL_INTROSPECTION", "", "true/false; default: on, off in production mode")
+	maxBody := fs.int("max-body-bytes", "ORDERTRAIL_MAX_BODY_BYTES", 1<<20, "largest request body")
+	maxDepth := fs.int("max-depth", "ORDERTRAIL_MAX_DEPTH", 12, "deepest selection nesting")
+	maxComplexity := fs.int("max-complexity", "ORDERTRAIL_MAX_COMPLEXITY", 2000, "highest operation cost (lists weighted by page size)")
+	maxTokens := fs.int("max-tokens", "ORDERTRAIL_MAX_TOKENS", 10000, "most parser tokens per document")
+	maxAliases := fs.int("max-aliases", "ORDERTRAIL_MAX_ALIASES", 100, "most aliases per operation")
+	maxPage := fs.int("max-page-size", "ORDERTRAIL_MAX_PAGE_SIZE", 100, "largest `first` on connections")
+	waitTimeout := fs.duration("read-wait", "ORDERTRAIL_READ_WAIT", 3*time.Second, "how long a query with minPosition waits for the read model")
+	snapshotEvery := fs.int("snapshot-every", "ORDERTRAIL_SNAPSHOT_EVERY", 100, "write an order snapshot every N events (negative: never)")
+	legacyCurrency := fs.string("legacy-currency", "ORDERTRAIL_LEGACY_CURRENCY", "USD", "currency of orders stored in the original schema, which had none")
+	logFormat := fs.string("log-format", "ORDERTRAIL_LOG_FORMAT", "text", "log format: text or json")
+	logLevel := fs.string("log-level", "ORDERTRAIL_LOG_LEVEL", "info", "log level: debug, info, warn, error")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	logger, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		return err
+	}
+	slog.SetDefault(logger)
+	tokenList, err := secret(*tokens, "ORDERTRAIL_TOKENS_FILE", getenv)
+	if err != nil {
+		return err
+	}
+	introspect := !*production
+	if *introspection != "" {
+		if introspect, err = strconv.ParseBool(*introspection); err != nil {
+			return fmt.Errorf("introspection: %w", err)
+		}
+	}
+	if *store.data, err = filepath.Abs(*store.data); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if err := os.MkdirAll(*store.data, 0o755); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+
+	client, mode, closeStore, err := store.open(ctx, getenv, logger)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	codec := eventing.NewCodec(eventing.DefaultUpcasters(*legacyCurrency))
+	repo := eventing.NewRepository(client, codec, eventing.RepositoryOptions{SnapshotEvery: *snapshotEvery})
+
+	readModel, err := readstore.Open(ctx, filepath.Join(*store.data, "readmodel.db"), readstore.Options{
+		WaitTimeout: *waitTimeout,
+		Logger:      logger.With("component", "readstore"),
+	})
+	if err != nil {
+		return fmt.Errorf("open read model: %w", err)
+	}
+	reads := liveReads{readstore.NewLive(readModel)}
+	defer func() { _ = reads.Current().Close() }()
+
+	metrics := newMetrics()
+	feed := &feedStatus{}
+	runCtx, cancelRun := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		err := eventing.RunSubscription(runCtx, client, codec, projector{live: reads.Live, metrics: metrics}, eventing.SubscriptionOptions{
+			OnStatus: feed.set,
+		})
+		if err != nil && !errors.Is(err, context.Canceled) {
+			logger.Error("read-model subscription stopped", "err", err)
+		}
+	}()
+	defer func() { cancelRun(); wg.Wait() }()
+
+	tokenSet := splitList(tokenList)
+	gql := graph.NewServer(graph.Deps{
+		Commands:    repo,
+		Events:      repo,
+		Reads:       reads,
+		Live:        reads,
+		Feed:        feed,
+		Logger:      logger,
+		MaxPageSize: *maxPage,
+	}, graph.Options{
+		AllowedOrigins: hostPatterns(splitList(*origins)),
+		Tokens:         tokenSet,
+		Introspection:  introspect,
+		Suggestions:    !*production,
+		MaxDepth:       *maxDepth,
+		MaxComplexity:  *maxComplexity,
+		MaxTokens:      *maxTokens,
+		MaxAliases:     *maxAliases,
+		Metrics:        graph.NewMetrics(metrics.registry),
+	})
+
+	mux := http.NewServeMux()
+	api := graph.HTTPAuth(tokenSet, limitBody(int64(*maxBody), gql))
+	if allowed := splitList(*origins); len(allowed) > 0 {
+		api = cors.New(cors.Options{
+			AllowedOrigins:   allowed,
+			AllowedMethods:   []string{http.MethodGet, http.MethodPost},
+			AllowedHeaders:   []string{"Content-Type", "Authorization", "X-Request-ID"},
+			AllowCredentials: true,
+		}).Handler(api)
+	}
+	mux.Handle("/graphql", api)
+	mux.Handle("/ide/", ide.Assets())
+	mux.Handle("/{$}", ide.Handler("ordertrail", "/graphql"))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.Handle("GET /readyz", readiness(client, reads, feed))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics.registry, promhttp.HandlerOpts{}))
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	baseCtx, cancelBase := context.WithCancel(context.Background())
+	defer cancelBase()
+	httpSrv := &http.Server{
+		Handler:           withRequestID(logger, mux),
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return baseCtx },
+	}
+	if len(tokenSet) == 0 {
+		logger.Warn("no tokens configured: mutations and subscriptions are open to anyone who can reach the API (set --tokens)")
+	}
+	logger.Info("ordertrail listening", "addr", ln.Addr().String(), "graphql", "http://"+ln.Addr().String()+"/graphql", "eventstore", mode, "introspection", introspect)
+
+	errc := make(chan error, 1)
+	go func() { errc <- httpSrv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	cancelBase() // ends websocket subscriptions, which Shutdown does not track
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
+		logger.Warn("http shutdown", "err", err)
+	}
+	return nil
+}
+
+// hostPatterns turns origins such as "https://app.example.com" into the
+// host patterns the websocket origin check expects.
+func hostPatterns(origins []string) []string {
+	out := make([]string, 0, len(origins))
+	for _, o := range origins {
+		if _, rest, ok := strings.Cut(o, "://"); ok {
+			o = rest
+		}
+		out = append(out, strings.TrimSuffix(o, "/"))
+	}
+	return out
+}
+
+// limitBody answers 413 for bodies over max before any parsing.
+func limitBody(max int64, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > max {
+			http.Error(w, fmt.Sprintf(`{"errors":[{"message":"request body is larger than %d bytes","extensions":{"code":"REQUEST_TOO_LARGE"}}]}`, max), http.StatusRequestEntityTooLarge)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, max)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// withRequestID gives every request an ID (the client's X-Request-ID when
+// it is sane), echoes it in the response and puts it in the context for
+// logs and error responses.
+func withRequestID(logger *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-ID")
+		if len(id) == 0 || len(id) > 64 || strings.ContainsFunc(id, func(c rune) bool { return c < '!' || c > '~' }) {
+			id = uuid.NewString()
+		}
+		w.Header().Set("X-Request-ID", id)
+		next.ServeHTTP(w, r.WithContext(graph.WithRequestID(r.Context(), id)))
+		logger.Debug("request", "requestId", id, "method", r.Method, "path", r.URL.Path)
+	})
+}
+
+// feedStatus holds the latest status of the read model's subscription.
+type feedStatus struct {
+	mu sync.Mutex
+	st eventing.SubscriptionStatus
+}
+
+func (f *feedStatus) set(st eventing.SubscriptionStatus) {
+	f.mu.Lock()
+	f.st = st
+	f.mu.Unlock()
+}
+
+// Status returns the latest subscription status.
+func (f *feedStatus) Status() eventing.SubscriptionStatus {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.st
+}
+
+// readiness answers 200 when the event store answers and the read model's
+// subscription is connected and caught up.
+func readiness(client *esdb.Client, reads liveReads, feed *feedStatus) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		var problems []string
+		if err := pingStore(ctx, client); err != nil {
+			problems = append(problems, "event store unreachable: "+err.Error())
+		}
+		st := feed.Status()
+		if !st.Connected || !st.CaughtUp {
+			problems = append(problems, "read model not caught up")
+		}
+		if ps, err := reads.Status(ctx); err != nil {
+			problems = append(problems, "read model: "+err.Error())
+		} else if ps.State != "RUNNING" {
+			problems = append(problems, fmt.Sprintf("read-model projection halted at position %d: %s", ps.HaltedAt, ps.Error))
+		}
+		if len(problems) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, strings.Join(problems, "\n")+"\n")
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+}
+
+// pingStore reads the last event of $all, which every store answers.
+func pingStore(ctx context.Context, client *esdb.Client) error {
+	rs, err := client.ReadAll(ctx, esdb.ReadAllOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	if _, err := rs.Recv(); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+// liveReads answers queries from whichever read model is current, so a
+// rebuilt one can be swapped in while the service runs.
+type liveReads struct{ *readstore.Live }
+
+func (l liveReads) WaitFor(ctx context.Context, position uint64) error {
+	return l.Current().WaitFor(ctx, position)
+}
+
+func (l liveReads) Order(ctx context.Context, id string) (readstore.Order, error) {
+	return l.Current().Order(ctx, id)
+}
+
+func (l liveReads) OrdersByIDs(ctx context.Context, ids []string) (map[string]readstore.Order, error) {
+	return l.Current().OrdersByIDs(ctx, ids)
+}
+
+func (l liveReads) Orders(ctx context.Context, q readstore.OrderQuery) (readstore.OrderPage, error) {
+	return l.Current().Orders(ctx, q)
+}
+
+func (l liveReads) Customer(ctx context.Context, id string) (readstore.Customer, error) {
+	return l.Current().Customer(ctx, id)
+}
+
+func (l liveReads) Trends(ctx context.Context, q readstore.TrendQuery) ([]readstore.Trend, error) {
+	return l.Current().Trends(ctx, q)
+}
+
+func (l liveReads) Status(ctx context.Context) (readstore.ProjectionStatus, error) {
+	return l.Current().Status(ctx)
+}
+
+func (l liveReads) SubscribeTrends(ctx context.Context, bucket readstore.Bucket, currency string) (*readstore.Subscription[readstore.Trend], error) {
+	return l.Current().SubscribeTrends(ctx, bucket, currency)
+}
+
+// projector feeds the current read model from the subscription.
+type projector struct {
+	live    *readstore.Live
+	metrics *metrics
+}
+
+func (p projector) Checkpoint(ctx context.Context) (uint64, error) {
+	return p.live.Current().Checkpoint(ctx)
+}
+
+func (p projector) HandleBatch(ctx context.Context, events []eventing.Envelope, checkpoint uint64) error {
+	batch := make([]readstore.Event, len(events))
+	for i, e := range events {
+		batch[i] = readstore.Event{
+			Position: e.Position, Stream: e.Stream, Revision: e.Revision, EventID: e.EventID,
+			Type: e.Type, RecordedAt: e.RecordedAt, Metadata: e.RawMeta, Data: e.Data,
+			Event: e.Event, DecodeErr: e.DecodeErr,
+		}
+	}
+	_, err := p.live.Current().Apply(ctx, batch, checkpoint)
+	if err == nil && len(events) > 0 {
+		p.metrics.projectionLag.Set(time.Since(events[len(events)-1].RecordedAt).Seconds())
+	}
+	return err
+}
+
+func eventStore(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	fs := newFlagSet("eventstore", getenv, stderr)
+	addr := fs.string("addr", "ORDERTRAIL_EVENTSTORE_ADDR", "127.0.0.1:2113", "gRPC listen address")
+	data := fs.string("data", "ORDERTRAIL_DATA", "./data/eventstore", "data directory")
+	certFile := fs.string("tls-cert", "ORDERTRAIL_TLS_CERT", "", "TLS certificate file (PEM)")
+	keyFile := fs.string("tls-key", "ORDERTRAIL_TLS_KEY", "", "TLS private key file (PEM)")
+	users := fs.string("users", "ORDERTRAIL_EVENTSTORE_USERS", "", "basic-auth users as user:password pairs, comma-separated; \"@FILE\" reads them from a file (one per line); only with TLS")
+	insecure := fs.bool("insecure", "ORDERTRAIL_INSECURE", false, "allow listening on a non-loopback address without TLS")
+	maxAppend := fs.int("max-append-size", "ORDERTRAIL_MAX_APPEND_SIZE", 1<<20, "largest append in bytes")
+	logFormat := fs.string("log-format", "ORDERTRAIL_LOG_FORMAT", "text", "log format: text or json")
+	logLevel := fs.string("log-level", "ORDERTRAIL_LOG_LEVEL", "info", "log level")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	logger, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		return err
+	}
+	userList, err := secret(*users, "ORDERTRAIL_EVENTSTORE_USERS_FILE", getenv)
+	if err != nil {
+		return err
+	}
+	userMap := map[string]string{}
+	for _, pair := range splitList(userList) {
+		name, pass, ok := strings.Cut(pair, ":")
+		if !ok || name == "" {
+			return fmt.Errorf("users: %q is not user:password", name)
+		}
+		userMap[name] = pass
+	}
+	srv, err := embedded.Start(ctx, embedded.Config{
+		Dir: *data, Addr: *addr, MaxAppendSize: *maxAppend,
+		TLSCertFile: *certFile, TLSKeyFile: *keyFile, Users: userMap,
+		Insecure: *insecure, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	logger.Info("event store listening", "addr", srv.Addr(), "connection", srv.ConnectionString(), "dir", *data)
+	<-ctx.Done()
+	logger.Info("shutting down")
+	return srv.Close()
+}
+
+func rebuild(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	return errors.New("rebuild: not available yet")
+}
+
+// metrics are the service's Prometheus metrics.
+type metrics struct {
+	registry      *prometheus.Registry
+	projectionLag prometheus.Gauge
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		projectionLag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ordertrail_projection_lag_seconds",
+			Help: "Time from an event's commit to its projection, for the last batch.",
+		}),
+	}
+	m.registry.MustRegister(m.projectionLag, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}

@@ -11,7 +11,9 @@ package main
 //go:generate go run github.com/99designs/gqlgen generate
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -287,10 +290,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	codec := eventing.NewCodec(eventing.DefaultUpcasters(*legacyCurrency))
 	repo := eventing.NewRepository(client, codec, eventing.RepositoryOptions{SnapshotEvery: *snapshotEvery})
 
-	readModel, err := readstore.Open(ctx, filepath.Join(*store.data, "readmodel.db"), readstore.Options{
-		WaitTimeout: *waitTimeout,
-		Logger:      logger.With("component", "readstore"),
-	})
+	readOpts := readstore.Options{WaitTimeout: *waitTimeout, Logger: logger.With("component", "readstore")}
+	readPath, err := currentReadModel(*store.data)
+	if err != nil {
+		return err
+	}
+	readModel, err := readstore.Open(ctx, readPath, readOpts)
 	if err != nil {
 		return fmt.Errorf("open read model: %w", err)
 	}
@@ -299,12 +304,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 
 	metrics := newMetrics()
 	feed := &feedStatus{}
+	proj := &projector{live: reads.Live, metrics: metrics}
+	rebuilder := &rebuilder{
+		path: readPath, dataDir: *store.data, client: client, codec: codec, live: reads.Live,
+		main: proj, opts: readOpts, logger: logger.With("component", "rebuild"),
+	}
 	runCtx, cancelRun := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		err := eventing.RunSubscription(runCtx, client, codec, projector{live: reads.Live, metrics: metrics}, eventing.SubscriptionOptions{
+		err := eventing.RunSubscription(runCtx, client, codec, proj, eventing.SubscriptionOptions{
 			OnStatus: feed.set,
 		})
 		if err != nil && !errors.Is(err, context.Canceled) {
@@ -320,6 +330,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Reads:       reads,
 		Live:        reads,
 		Feed:        feed,
+		Rebuild:     rebuilder,
 		Logger:      logger,
 		MaxPageSize: *maxPage,
 	}, graph.Options{
@@ -522,17 +533,21 @@ func (l liveReads) SubscribeTrends(ctx context.Context, bucket readstore.Bucket,
 	return l.Current().SubscribeTrends(ctx, bucket, currency)
 }
 
-// projector feeds the current read model from the subscription.
+// projector feeds the current read model from the subscription. A
+// rebuild holds gate while it swaps read models, so no batch lands on the
+// old model after the new one has caught up.
 type projector struct {
 	live    *readstore.Live
 	metrics *metrics
+	gate    sync.Mutex
+	applied atomic.Int64
 }
 
-func (p projector) Checkpoint(ctx context.Context) (uint64, error) {
+func (p *projector) Checkpoint(ctx context.Context) (uint64, error) {
 	return p.live.Current().Checkpoint(ctx)
 }
 
-func (p projector) HandleBatch(ctx context.Context, events []eventing.Envelope, checkpoint uint64) error {
+func (p *projector) HandleBatch(ctx context.Context, events []eventing.Envelope, checkpoint uint64) error {
 	batch := make([]readstore.Event, len(events))
 	for i, e := range events {
 		batch[i] = readstore.Event{
@@ -541,11 +556,179 @@ func (p projector) HandleBatch(ctx context.Context, events []eventing.Envelope, 
 			Event: e.Event, DecodeErr: e.DecodeErr,
 		}
 	}
+	p.gate.Lock()
+	defer p.gate.Unlock()
 	_, err := p.live.Current().Apply(ctx, batch, checkpoint)
-	if err == nil && len(events) > 0 {
+	if err != nil {
+		return err
+	}
+	p.applied.Add(int64(len(events)))
+	if p.metrics != nil && len(events) > 0 {
 		p.metrics.projectionLag.Set(time.Since(events[len(events)-1].RecordedAt).Seconds())
 	}
-	return err
+	return nil
+}
+
+// readModelPointer names the file, in the data directory, that holds the
+// name of the current read-model database; a rebuild replaces it
+// atomically.
+const readModelPointer = "readmodel.current"
+
+// currentReadModel returns the path of the read model to open.
+func currentReadModel(dataDir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, readModelPointer))
+	if errors.Is(err, os.ErrNotExist) {
+		return filepath.Join(dataDir, "readmodel.db"), nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", readModelPointer, err)
+	}
+	name := strings.TrimSpace(string(b))
+	if name == "" || name != filepath.Base(name) {
+		return "", fmt.Errorf("%s names %q, not a file in the data directory", readModelPointer, name)
+	}
+	return filepath.Join(dataDir, name), nil
+}
+
+// pointReadModelAt makes path the read model opened at the next start.
+func pointReadModelAt(dataDir, path string) error {
+	tmp := filepath.Join(dataDir, readModelPointer+".tmp")
+	if err := os.WriteFile(tmp, []byte(filepath.Base(path)+"\n"), 0o644); err != nil {
+		return fmt.Errorf("write read-model pointer: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dataDir, readModelPointer)); err != nil {
+		return fmt.Errorf("replace read-model pointer: %w", err)
+	}
+	return nil
+}
+
+// rebuilder rebuilds the read model from the full history into a fresh
+// database while the current one keeps serving, then swaps it in.
+type rebuilder struct {
+	mu      sync.Mutex // one rebuild at a time
+	path    string     // file of the current read model
+	dataDir string
+	client  *esdb.Client
+	codec   *eventing.Codec
+	live    *readstore.Live
+	main    *projector
+	opts    readstore.Options
+	logger  *slog.Logger
+}
+
+// Rebuild replays $all into a new read-model file, catches it up to the
+// live head, swaps it in and removes the old file.
+func (rb *rebuilder) Rebuild(ctx context.Context) (graph.RebuildReport, error) {
+	if !rb.mu.TryLock() {
+		return graph.RebuildReport{}, errors.New("a rebuild is already running")
+	}
+	defer rb.mu.Unlock()
+	start := time.Now()
+	path := filepath.Join(rb.dataDir, fmt.Sprintf("readmodel-%s.db", start.UTC().Format("20060102T150405.000000000")))
+	fresh, err := readstore.OpenFresh(ctx, path, rb.opts)
+	if err != nil {
+		return graph.RebuildReport{}, fmt.Errorf("rebuild: %w", err)
+	}
+	swapped := false
+	defer func() {
+		if !swapped {
+			_ = fresh.Close()
+			_ = removeSQLite(path)
+		}
+	}()
+
+	// Feed the fresh model from the start of $all while the current one
+	// keeps serving and keeps being fed.
+	subCtx, stopSub := context.WithCancel(ctx)
+	defer stopSub()
+	freshProj := &projector{live: readstore.NewLive(fresh)}
+	subDone := make(chan error, 1)
+	go func() {
+		subDone <- eventing.RunSubscription(subCtx, rb.client, rb.codec, freshProj, eventing.SubscriptionOptions{BatchSize: 2000})
+	}()
+	// Catch up to where the current model is, without holding it up.
+	target, err := rb.live.Current().LastChange(ctx)
+	if err != nil {
+		return graph.RebuildReport{}, err
+	}
+	if err := waitUntil(ctx, fresh, target); err != nil {
+		return graph.RebuildReport{}, fmt.Errorf("rebuild: catch up: %w", err)
+	}
+
+	// Pause the live projection, let the fresh model reach the last event
+	// the current one applied, and swap.
+	rb.main.gate.Lock()
+	defer rb.main.gate.Unlock()
+	prev := rb.live.Current()
+	if target, err = prev.LastChange(ctx); err != nil {
+		return graph.RebuildReport{}, err
+	}
+	if err := waitUntil(ctx, fresh, target); err != nil {
+		return graph.RebuildReport{}, fmt.Errorf("rebuild: final catch-up: %w", err)
+	}
+	stopSub()
+	if err := <-subDone; err != nil && !errors.Is(err, context.Canceled) {
+		return graph.RebuildReport{}, fmt.Errorf("rebuild: subscription: %w", err)
+	}
+	prevCP, err := prev.Checkpoint(ctx)
+	if err != nil {
+		return graph.RebuildReport{}, err
+	}
+	// The fresh model has applied every event up to target, and none lies
+	// between target and prevCP, so it may take prevCP as its checkpoint.
+	if _, err := fresh.Apply(ctx, nil, prevCP); err != nil {
+		return graph.RebuildReport{}, fmt.Errorf("rebuild: align checkpoint: %w", err)
+	}
+	rep := graph.RebuildReport{PreviousCheckpoint: prevCP, Events: int(freshProj.applied.Load())}
+	if rep.Checkpoint, err = fresh.Checkpoint(ctx); err != nil {
+		return graph.RebuildReport{}, err
+	}
+	if rep.Hash, err = fresh.Hash(ctx); err != nil {
+		return graph.RebuildReport{}, err
+	}
+	if rep.PreviousHash, err = prev.Hash(ctx); err != nil {
+		return graph.RebuildReport{}, err
+	}
+	if _, err := rb.live.Swap(ctx, fresh); err != nil {
+		return graph.RebuildReport{}, fmt.Errorf("rebuild: swap: %w", err)
+	}
+	swapped = true
+	if err := pointReadModelAt(rb.dataDir, path); err != nil {
+		return graph.RebuildReport{}, err
+	}
+	oldPath := rb.path
+	rb.path = path
+	if err := prev.Close(); err != nil {
+		rb.logger.Warn("close replaced read model", "err", err)
+	}
+	if err := removeSQLite(oldPath); err != nil {
+		rb.logger.Warn("remove replaced read model", "path", oldPath, "err", err)
+	}
+	rep.Duration = time.Since(start)
+	rb.logger.Info("read model rebuilt", "file", filepath.Base(path), "events", rep.Events,
+		"checkpoint", rep.Checkpoint, "hash", rep.Hash, "previousHash", rep.PreviousHash, "duration", rep.Duration)
+	return rep, nil
+}
+
+// waitUntil waits until s has applied every event up to position.
+func waitUntil(ctx context.Context, s *readstore.Store, position uint64) error {
+	for {
+		err := s.WaitFor(ctx, position)
+		if err == nil || !errors.Is(err, readstore.ErrStale) {
+			return err
+		}
+	}
+}
+
+// removeSQLite removes a database file with its WAL and shared-memory files.
+func removeSQLite(path string) error {
+	var errs []error
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func eventStore(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
@@ -592,8 +775,139 @@ func eventStore(ctx context.Context, args []string, getenv func(string) string, 
 	return srv.Close()
 }
 
+// rebuildMutation asks a running service to rebuild its read models.
+const rebuildMutation = `mutation { rebuildReadModels { checkpoint hash previousCheckpoint previousHash events durationMs } }`
+
+// rebuild rebuilds the read models. With a service answering at --api it
+// asks that service (which keeps serving and swaps the new model in);
+// with none, it rebuilds the data directory's read model offline.
 func rebuild(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	return errors.New("rebuild: not available yet")
+	fs := newFlagSet("rebuild", getenv, stderr)
+	api := fs.string("api", "ORDERTRAIL_API", "http://127.0.0.1:8080/graphql", "GraphQL endpoint of a running service")
+	token := fs.string("token", "ORDERTRAIL_TOKEN", "", "bearer token for the running service; \"@FILE\" reads it from a file")
+	store := addStoreFlags(fs)
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	tok, err := secret(*token, "ORDERTRAIL_TOKEN_FILE", getenv)
+	if err != nil {
+		return err
+	}
+	body, err := postGraphQL(ctx, *api, tok, rebuildMutation)
+	if err == nil {
+		fmt.Fprintln(os.Stdout, string(body))
+		return nil
+	}
+	var netErr *net.OpError
+	if !errors.As(err, &netErr) {
+		return fmt.Errorf("rebuild through %s: %w", *api, err)
+	}
+	logger.Info("no service answers; rebuilding offline", "api", *api)
+	if *store.data, err = filepath.Abs(*store.data); err != nil {
+		return err
+	}
+	client, _, closeStore, err := store.open(ctx, getenv, logger)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	oldPath, err := currentReadModel(*store.data)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	path := filepath.Join(*store.data, fmt.Sprintf("readmodel-%s.db", start.UTC().Format("20060102T150405.000000000")))
+	fresh, err := readstore.OpenFresh(ctx, path, readstore.Options{Logger: logger})
+	if err != nil {
+		return err
+	}
+	proj := &projector{live: readstore.NewLive(fresh)}
+	subCtx, stop := context.WithCancel(ctx)
+	caughtUp := make(chan struct{})
+	var once sync.Once
+	done := make(chan error, 1)
+	go func() {
+		done <- eventing.RunSubscription(subCtx, client, eventing.NewCodec(eventing.DefaultUpcasters(getenvOr(getenv, "ORDERTRAIL_LEGACY_CURRENCY", "USD"))), proj,
+			eventing.SubscriptionOptions{BatchSize: 2000, OnStatus: func(st eventing.SubscriptionStatus) {
+				if st.CaughtUp {
+					once.Do(func() { close(caughtUp) })
+				}
+			}})
+	}()
+	select {
+	case <-caughtUp:
+	case err := <-done:
+		stop()
+		_ = fresh.Close()
+		_ = removeSQLite(path)
+		return fmt.Errorf("rebuild: %w", err)
+	}
+	stop()
+	<-done
+	hash, err := fresh.Hash(ctx)
+	if err != nil {
+		return err
+	}
+	cp, err := fresh.Checkpoint(ctx)
+	if err != nil {
+		return err
+	}
+	if err := fresh.Close(); err != nil {
+		return err
+	}
+	if err := pointReadModelAt(*store.data, path); err != nil {
+		return err
+	}
+	if err := removeSQLite(oldPath); err != nil {
+		logger.Warn("remove replaced read model", "path", oldPath, "err", err)
+	}
+	fmt.Fprintf(os.Stdout, `{"data":{"rebuildReadModels":{"checkpoint":"%d","hash":"%s","events":%d,"durationMs":%d}}}`+"\n",
+		cp, hash, proj.applied.Load(), time.Since(start).Milliseconds())
+	return nil
+}
+
+func getenvOr(getenv func(string) string, key, def string) string {
+	if v := getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// postGraphQL sends one operation and returns the response body; GraphQL
+// errors in the body become an error.
+func postGraphQL(ctx context.Context, url, token, query string) ([]byte, error) {
+	payload, err := json.Marshal(map[string]string{"query": query})
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(payload))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	var out struct {
+		Errors []struct{ Message string } `json:"errors"`
+	}
+	if err := json.Unmarshal(body, &out); err != nil {
+		return nil, fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(body))
+	}
+	if len(out.Errors) > 0 {
+		return nil, fmt.Errorf("%s", out.Errors[0].Message)
+	}
+	return body, nil
 }
 
 // metrics are the service's Prometheus metrics.

@@ -44,6 +44,19 @@ type Feed interface {
 	Status() eventing.SubscriptionStatus
 }
 
+// Rebuilder rebuilds the read models from the full history.
+type Rebuilder interface {
+	Rebuild(ctx context.Context) (RebuildReport, error)
+}
+
+// RebuildReport describes a finished rebuild.
+type RebuildReport struct {
+	Checkpoint, PreviousCheckpoint uint64
+	Hash, PreviousHash             string
+	Events                         int
+	Duration                       time.Duration
+}
+
 // Deps are the resolvers' dependencies, filled by the wiring in package main.
 type Deps struct {
 	Commands Commands
@@ -51,6 +64,7 @@ type Deps struct {
 	Reads    Reads
 	Live     Live
 	Feed     Feed
+	Rebuild  Rebuilder
 	Logger   *slog.Logger
 	// MaxPageSize bounds `first` on every connection; 0 means 100.
 	MaxPageSize int

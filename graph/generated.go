@@ -87,6 +87,7 @@ type ComplexityRoot struct {
 		CreateOrder             func(childComplexity int, input model.CreateOrderInput) int
 		DeliverOrder            func(childComplexity int, input model.OrderCommandInput) int
 		MarkOrderPaid           func(childComplexity int, input model.MarkOrderPaidInput) int
+		RebuildReadModels       func(childComplexity int) int
 		RemoveOrderItem         func(childComplexity int, input model.RemoveOrderItemInput) int
 		ShipOrder               func(childComplexity int, input model.ShipOrderInput) int
 	}
@@ -192,6 +193,15 @@ type ComplexityRoot struct {
 		ProjectionStatus func(childComplexity int) int
 	}
 
+	RebuildResult struct {
+		Checkpoint         func(childComplexity int) int
+		DurationMs         func(childComplexity int) int
+		Events             func(childComplexity int) int
+		Hash               func(childComplexity int) int
+		PreviousCheckpoint func(childComplexity int) int
+		PreviousHash       func(childComplexity int) int
+	}
+
 	Subscription struct {
 		OrderChanged func(childComplexity int, orderID *string, customerID *string, fromPosition *model.Position) int
 		OrderTrends  func(childComplexity int, bucket *model.TrendBucket, currency *string) int
@@ -216,6 +226,7 @@ type MutationResolver interface {
 	DeliverOrder(ctx context.Context, input model.OrderCommandInput) (*model.OrderPayload, error)
 	CancelOrder(ctx context.Context, input model.CancelOrderInput) (*model.OrderPayload, error)
 	CorrectOrderAmount(ctx context.Context, input model.CorrectOrderAmountInput) (*model.OrderPayload, error)
+	RebuildReadModels(ctx context.Context) (*model.RebuildResult, error)
 }
 type OrderResolver interface {
 	Customer(ctx context.Context, obj *model.Order) (*model.Customer, error)
@@ -506,6 +517,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.MarkOrderPaid(childComplexity, args["input"].(model.MarkOrderPaidInput)), true
+	case "Mutation.rebuildReadModels":
+		if e.ComplexityRoot.Mutation.RebuildReadModels == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Mutation.RebuildReadModels(childComplexity), true
 	case "Mutation.removeOrderItem":
 		if e.ComplexityRoot.Mutation.RemoveOrderItem == nil {
 			break
@@ -974,6 +991,43 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Query.ProjectionStatus(childComplexity), true
 
+	case "RebuildResult.checkpoint":
+		if e.ComplexityRoot.RebuildResult.Checkpoint == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RebuildResult.Checkpoint(childComplexity), true
+	case "RebuildResult.durationMs":
+		if e.ComplexityRoot.RebuildResult.DurationMs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RebuildResult.DurationMs(childComplexity), true
+	case "RebuildResult.events":
+		if e.ComplexityRoot.RebuildResult.Events == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RebuildResult.Events(childComplexity), true
+	case "RebuildResult.hash":
+		if e.ComplexityRoot.RebuildResult.Hash == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RebuildResult.Hash(childComplexity), true
+	case "RebuildResult.previousCheckpoint":
+		if e.ComplexityRoot.RebuildResult.PreviousCheckpoint == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RebuildResult.PreviousCheckpoint(childComplexity), true
+	case "RebuildResult.previousHash":
+		if e.ComplexityRoot.RebuildResult.PreviousHash == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RebuildResult.PreviousHash(childComplexity), true
+
 	case "Subscription.orderChanged":
 		if e.ComplexityRoot.Subscription.OrderChanged == nil {
 			break
@@ -1389,6 +1443,24 @@ func (ec *executionContext) childFields_ProjectionStatus(ctx context.Context, fi
 		return ec.fieldContext_ProjectionStatus_deadLetters(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type ProjectionStatus", field.Name)
+}
+
+func (ec *executionContext) childFields_RebuildResult(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "checkpoint":
+		return ec.fieldContext_RebuildResult_checkpoint(ctx, field)
+	case "hash":
+		return ec.fieldContext_RebuildResult_hash(ctx, field)
+	case "previousCheckpoint":
+		return ec.fieldContext_RebuildResult_previousCheckpoint(ctx, field)
+	case "previousHash":
+		return ec.fieldContext_RebuildResult_previousHash(ctx, field)
+	case "events":
+		return ec.fieldContext_RebuildResult_events(ctx, field)
+	case "durationMs":
+		return ec.fieldContext_RebuildResult_durationMs(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RebuildResult", field.Name)
 }
 
 func (ec *executionContext) childFields___Directive(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3049,6 +3121,38 @@ func (ec *executionContext) fieldContext_Mutation_correctOrderAmount(ctx context
 	if fc.Args, err = ec.field_Mutation_correctOrderAmount_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_rebuildReadModels(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_rebuildReadModels(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Mutation().RebuildReadModels(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.RebuildResult) graphql.Marshaler {
+			return ec.marshalNRebuildResult2ᚖgithubᚗcomᚋordertrailᚋordertrailᚋgraphᚋmodelᚐRebuildResult(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_rebuildReadModels(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RebuildResult(ctx, field)
+		},
 	}
 	return fc, nil
 }
@@ -4940,6 +5044,144 @@ func (ec *executionContext) fieldContext_Query___schema(_ context.Context, field
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _RebuildResult_checkpoint(ctx context.Context, field graphql.CollectedField, obj *model.RebuildResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RebuildResult_checkpoint(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Checkpoint, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.Position) graphql.Marshaler {
+			return ec.marshalNPosition2githubᚗcomᚋordertrailᚋordertrailᚋgraphᚋmodelᚐPosition(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RebuildResult_checkpoint(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RebuildResult", field, false, false, "Position")
+}
+
+func (ec *executionContext) _RebuildResult_hash(ctx context.Context, field graphql.CollectedField, obj *model.RebuildResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RebuildResult_hash(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Hash, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RebuildResult_hash(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RebuildResult", field, false, false, "String")
+}
+
+func (ec *executionContext) _RebuildResult_previousCheckpoint(ctx context.Context, field graphql.CollectedField, obj *model.RebuildResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RebuildResult_previousCheckpoint(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PreviousCheckpoint, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.Position) graphql.Marshaler {
+			return ec.marshalNPosition2githubᚗcomᚋordertrailᚋordertrailᚋgraphᚋmodelᚐPosition(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RebuildResult_previousCheckpoint(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RebuildResult", field, false, false, "Position")
+}
+
+func (ec *executionContext) _RebuildResult_previousHash(ctx context.Context, field graphql.CollectedField, obj *model.RebuildResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RebuildResult_previousHash(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PreviousHash, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RebuildResult_previousHash(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RebuildResult", field, false, false, "String")
+}
+
+func (ec *executionContext) _RebuildResult_events(ctx context.Context, field graphql.CollectedField, obj *model.RebuildResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RebuildResult_events(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Events, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RebuildResult_events(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RebuildResult", field, false, false, "Int")
+}
+
+func (ec *executionContext) _RebuildResult_durationMs(ctx context.Context, field graphql.CollectedField, obj *model.RebuildResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RebuildResult_durationMs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DurationMs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RebuildResult_durationMs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RebuildResult", field, false, false, "Int")
 }
 
 func (ec *executionContext) _Subscription_orderChanged(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
@@ -7101,6 +7343,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "rebuildReadModels":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_rebuildReadModels(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -7778,6 +8027,64 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 			})
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var rebuildResultImplementors = []string{"RebuildResult"}
+
+func (ec *executionContext) _RebuildResult(ctx context.Context, sel ast.SelectionSet, obj *model.RebuildResult) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, rebuildResultImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("RebuildResult")
+		case "checkpoint":
+			out.Values[i] = ec._RebuildResult_checkpoint(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "hash":
+			out.Values[i] = ec._RebuildResult_hash(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "previousCheckpoint":
+			out.Values[i] = ec._RebuildResult_previousCheckpoint(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "previousHash":
+			out.Values[i] = ec._RebuildResult_previousHash(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "events":
+			out.Values[i] = ec._RebuildResult_events(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "durationMs":
+			out.Values[i] = ec._RebuildResult_durationMs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -8511,6 +8818,14 @@ func (ec *executionContext) marshalNProjectionStatus2ᚖgithubᚗcomᚋordertrai
 		return graphql.Null
 	}
 	return ec._ProjectionStatus(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNRebuildResult2ᚖgithubᚗcomᚋordertrailᚋordertrailᚋgraphᚋmodelᚐRebuildResult(ctx context.Context, sel ast.SelectionSet, v *model.RebuildResult) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "RebuildResult!")
+		return graphql.Null
+	}
+	return ec._RebuildResult(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNRemoveOrderItemInput2githubᚗcomᚋordertrailᚋordertrailᚋgraphᚋmodelᚐRemoveOrderItemInput(ctx context.Context, v any) (model.RemoveOrderItemInput, error) {

@@ -122,6 +122,25 @@ func (r *mutationResolver) CorrectOrderAmount(ctx context.Context, input model.C
 	})
 }
 
+// RebuildReadModels is the resolver for the rebuildReadModels field.
+func (r *mutationResolver) RebuildReadModels(ctx context.Context) (*model.RebuildResult, error) {
+	if r.Rebuild == nil {
+		return nil, badInput("rebuilding is not available on this server")
+	}
+	rep, err := r.Rebuild.Rebuild(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &model.RebuildResult{
+		Checkpoint:         model.Position(rep.Checkpoint),
+		Hash:               rep.Hash,
+		PreviousCheckpoint: model.Position(rep.PreviousCheckpoint),
+		PreviousHash:       rep.PreviousHash,
+		Events:             rep.Events,
+		DurationMs:         int(rep.Duration.Milliseconds()),
+	}, nil
+}
+
 // Customer is the resolver for the customer field.
 func (r *orderResolver) Customer(ctx context.Context, obj *model.Order) (*model.Customer, error) {
 	c, err := r.Reads.Customer(ctx, obj.CustomerID)

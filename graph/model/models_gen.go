@@ -226,6 +226,21 @@ type ProjectionStatus struct {
 type Query struct {
 }
 
+// The outcome of a read-model rebuild.
+type RebuildResult struct {
+	// Checkpoint of the new read model when it was swapped in.
+	Checkpoint Position `json:"checkpoint"`
+	// SHA-256 of the new read model's canonical dump at the swap.
+	Hash string `json:"hash"`
+	// Checkpoint of the replaced read model at the swap.
+	PreviousCheckpoint Position `json:"previousCheckpoint"`
+	// SHA-256 of the replaced read model at the swap; equal to hash when both checkpoints are equal.
+	PreviousHash string `json:"previousHash"`
+	// Events applied by the rebuild.
+	Events     int `json:"events"`
+	DurationMs int `json:"durationMs"`
+}
+
 type RemoveOrderItemInput struct {
 	CommandID *string `json:"commandId,omitempty"`
 	OrderID   string  `json:"orderId"`

@@ -346,7 +346,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	})
 
 	mux := http.NewServeMux()
-	api := graph.HTTPAuth(tokenSet, limitBody(int64(*maxBody), gql))
+	api := graph.HTTPAuth(tokenSet, limitBody(int64(*maxBody), graph.WithLoaders(reads, gql)))
 	if allowed := splitList(*origins); len(allowed) > 0 {
 		api = cors.New(cors.Options{
 			AllowedOrigins:   allowed,
@@ -515,6 +515,10 @@ func (l liveReads) OrdersByIDs(ctx context.Context, ids []string) (map[string]re
 
 func (l liveReads) Orders(ctx context.Context, q readstore.OrderQuery) (readstore.OrderPage, error) {
 	return l.Current().Orders(ctx, q)
+}
+
+func (l liveReads) CustomersByIDs(ctx context.Context, ids []string) (map[string]readstore.Customer, error) {
+	return l.Current().CustomersByIDs(ctx, ids)
 }
 
 func (l liveReads) Customer(ctx context.Context, id string) (readstore.Customer, error) {

@@ -2,7 +2,11 @@ package graph
 
 import (
 	"context"
+	"errors"
 	"time"
+
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/ordertrail/ordertrail/graph/model"
 	"github.com/ordertrail/ordertrail/readstore"
@@ -87,10 +91,13 @@ func toOrderChange(c readstore.Change) *model.OrderChange {
 	}
 }
 
-// forward converts values from a broker channel and hands them to gqlgen.
-// It owns one goroutine that ends with the request or the source; a send
-// never blocks past the request's end.
-func forward[T, U any](ctx context.Context, m *Metrics, src <-chan T, conv func(T) U) <-chan U {
+// forward converts values from a broker subscription and hands them to
+// gqlgen. It owns one goroutine that ends with the request or the source; a
+// send never blocks past the request's end. When the source ends with an
+// error (a subscriber too slow to keep up is dropped by the broker), the
+// client gets it as the subscription's final error with a code, so it knows
+// to resubscribe from the last position it received.
+func forward[T, U any](ctx context.Context, m *Metrics, sub *readstore.Subscription[T], conv func(T) U) <-chan U {
 	out := make(chan U, 1)
 	m.subscriberAdded()
 	go func() {
@@ -100,8 +107,11 @@ func forward[T, U any](ctx context.Context, m *Metrics, src <-chan T, conv func(
 			select {
 			case <-ctx.Done():
 				return
-			case v, ok := <-src:
+			case v, ok := <-sub.C:
 				if !ok {
+					if err := sub.Err(); err != nil && ctx.Err() == nil {
+						transport.AddSubscriptionError(ctx, subscriptionError(err))
+					}
 					return
 				}
 				select {
@@ -113,4 +123,16 @@ func forward[T, U any](ctx context.Context, m *Metrics, src <-chan T, conv func(
 		}
 	}()
 	return out
+}
+
+// subscriptionError explains why the server ended a subscription.
+func subscriptionError(err error) *gqlerror.Error {
+	if errors.Is(err, readstore.ErrSlowSubscriber) {
+		e := gqlerror.Errorf("subscription dropped: the client did not keep up with the changes; resubscribe with fromPosition set to the last position received")
+		e.Extensions = map[string]any{"code": "SLOW_SUBSCRIBER"}
+		return e
+	}
+	e := gqlerror.Errorf("subscription ended: the read model is unavailable; resubscribe with fromPosition set to the last position received")
+	e.Extensions = map[string]any{"code": CodeUnavailable}
+	return e
 }

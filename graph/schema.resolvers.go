@@ -143,7 +143,7 @@ func (r *mutationResolver) RebuildReadModels(ctx context.Context) (*model.Rebuil
 
 // Customer is the resolver for the customer field.
 func (r *orderResolver) Customer(ctx context.Context, obj *model.Order) (*model.Customer, error) {
-	c, err := r.Reads.Customer(ctx, obj.CustomerID)
+	c, err := r.customer(ctx, obj.CustomerID)
 	if err != nil {
 		return nil, err
 	}
@@ -281,7 +281,7 @@ func (r *subscriptionResolver) OrderChanged(ctx context.Context, orderID *string
 	if err != nil {
 		return nil, err
 	}
-	return forward(ctx, r.metrics, sub.C, toOrderChange), nil
+	return forward(ctx, r.metrics, sub, toOrderChange), nil
 }
 
 // OrderTrends is the resolver for the orderTrends field.
@@ -297,7 +297,7 @@ func (r *subscriptionResolver) OrderTrends(ctx context.Context, bucket *model.Tr
 	if err != nil {
 		return nil, err
 	}
-	return forward(ctx, r.metrics, sub.C, func(t readstore.Trend) *model.OrderTrend { return toTrend(t) }), nil
+	return forward(ctx, r.metrics, sub, func(t readstore.Trend) *model.OrderTrend { return toTrend(t) }), nil
 }
 
 // Customer returns CustomerResolver implementation.

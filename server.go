@@ -3,6 +3,7 @@
 //	ordertrail [serve] [flags]       run the API (embedded event store by default)
 //	ordertrail eventstore [flags]    run the embedded event store on its own
 //	ordertrail rebuild [flags]       rebuild the read model from the full history
+//	ordertrail backup [flags]        copy the embedded event store, online
 //
 // Every flag can also be set through the environment variable named in its
 // help text; flags win.
@@ -13,6 +14,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -33,6 +35,7 @@ import (
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"github.com/google/uuid"
+	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver used by backup
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/cors"
@@ -69,8 +72,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return eventStore(ctx, args, getenv, stderr)
 	case "rebuild":
 		return rebuild(ctx, args, getenv, stderr)
+	case "backup":
+		return backup(ctx, args, getenv, stderr)
 	}
-	return fmt.Errorf("unknown command %q (want serve, eventstore or rebuild)", cmd)
+	return fmt.Errorf("unknown command %q (want serve, eventstore, rebuild or backup)", cmd)
 }
 
 // flagSet builds a flag set whose defaults come from the environment.
@@ -777,6 +782,49 @@ func eventStore(ctx context.Context, args []string, getenv func(string) string, 
 	<-ctx.Done()
 	logger.Info("shutting down")
 	return srv.Close()
+}
+
+// backup copies the embedded event store's database with VACUUM INTO. It
+// runs as a read transaction next to the store (in this process's service
+// or a standalone store process), so writes go on while it copies; the
+// copy is a consistent snapshot of a prefix of $all.
+func backup(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	fs := newFlagSet("backup", getenv, stderr)
+	dir := fs.string("store", "ORDERTRAIL_EVENTSTORE_DATA", "./data/eventstore", "the embedded store's data directory (the service keeps it in DATA/eventstore)")
+	out := fs.string("out", "ORDERTRAIL_BACKUP_OUT", "", "file to write; must not exist. Restore by placing it as events.db in an empty store directory")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return errors.New("backup: --out is required")
+	}
+	src := filepath.Join(*dir, "events.db")
+	if _, err := os.Stat(src); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	if _, err := os.Stat(*out); err == nil {
+		return fmt.Errorf("backup: %s already exists", *out)
+	}
+	db, err := sql.Open("sqlite3", "file:"+src+"?_busy_timeout=10000")
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	defer db.Close()
+	start := time.Now()
+	if _, err := db.ExecContext(ctx, `VACUUM INTO ?`, *out); err != nil {
+		return fmt.Errorf("backup %s: %w", src, err)
+	}
+	var check string
+	copyDB, err := sql.Open("sqlite3", "file:"+*out+"?mode=ro")
+	if err != nil {
+		return fmt.Errorf("backup: check copy: %w", err)
+	}
+	defer copyDB.Close()
+	if err := copyDB.QueryRowContext(ctx, `PRAGMA integrity_check`).Scan(&check); err != nil || check != "ok" {
+		return fmt.Errorf("backup: integrity check of %s: %q %v", *out, check, err)
+	}
+	fmt.Fprintf(stderr, "backup of %s written to %s in %s (integrity ok)\n", src, *out, time.Since(start).Round(time.Millisecond))
+	return nil
 }
 
 // rebuildMutation asks a running service to rebuild its read models.

@@ -93,7 +93,11 @@ func NewServer(deps Deps, opts Options) *handler.Server {
 		KeepAlivePingInterval: opts.KeepAlive,
 		InitTimeout:           opts.InitTimeout,
 		InitFunc:              wsInit(opts.Tokens, opts.Metrics),
-		CloseFunc:             func(context.Context, int) { opts.Metrics.socketClosed() },
+		CloseFunc: func(ctx context.Context, _ int) {
+			if counted, _ := ctx.Value(socketCountedKey{}).(bool); counted {
+				opts.Metrics.socketClosed()
+			}
+		},
 	})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
@@ -260,25 +264,28 @@ func BearerToken(header string) string {
 	return strings.TrimSpace(token)
 }
 
+type socketCountedKey struct{}
+
 // wsInit authenticates a websocket from its connection_init payload
-// ({"Authorization": "Bearer …"} or {"token": "…"}) when auth is on.
+// ({"Authorization": "Bearer …"} or {"token": "…"}) when auth is on; a
+// socket without a valid token is closed with 4403 Forbidden before any
+// operation runs.
 func wsInit(tokens []string, m *Metrics) transport.WebsocketInitFunc {
 	return func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+		if len(tokens) > 0 {
+			token := BearerToken(p.Authorization())
+			if token == "" {
+				token, _ = p["token"].(string)
+			}
+			if !TokenValid(tokens, token) {
+				ctx = transport.WithWebsocketCloseCode(ctx, 4403)
+				ctx = transport.AppendCloseReason(ctx, "Forbidden")
+				return ctx, nil, errors.New("unauthenticated: a valid bearer token is required in connection_init")
+			}
+			ctx = WithAuthenticated(ctx)
+		}
 		m.socketOpened()
-		if len(tokens) == 0 {
-			return ctx, nil, nil
-		}
-		token := BearerToken(p.Authorization())
-		if token == "" {
-			token, _ = p["token"].(string)
-		}
-		if token == "" {
-			token = BearerToken(p.GetString("authorization"))
-		}
-		if !TokenValid(tokens, token) {
-			return ctx, nil, errors.New("unauthenticated: a valid bearer token is required in connection_init")
-		}
-		return WithAuthenticated(ctx), nil, nil
+		return context.WithValue(ctx, socketCountedKey{}, true), nil, nil
 	}
 }
 

@@ -2,6 +2,7 @@ package graph
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"time"
 
@@ -65,11 +66,31 @@ func (r *mutationResolver) update(ctx context.Context, orderID string, commandID
 	if err != nil {
 		return nil, err
 	}
-	res, err := r.Commands.Update(ctx, orderID, meta, fn)
+	guarded, broken := recordRule(fn)
+	res, err := r.Commands.Update(ctx, orderID, meta, guarded)
 	if err != nil {
-		return nil, err
+		return nil, clientError(err, *broken)
 	}
 	return r.payload(ctx, orderID, res)
+}
+
+// recordRule wraps a command so the rule it broke, if any, can be reported
+// to the client as the command said it, without the repository's context
+// (which names internals such as a generated order ID).
+func recordRule(fn func(*domain.Order) error) (func(*domain.Order) error, *error) {
+	var last error
+	return func(o *domain.Order) error {
+		last = fn(o)
+		return last
+	}, &last
+}
+
+// clientError returns the broken rule when err is that rule, wrapped.
+func clientError(err, rule error) error {
+	if rule != nil && errors.Is(err, rule) {
+		return rule
+	}
+	return err
 }
 
 // payload returns the command's events and position, and the order as the

@@ -35,11 +35,12 @@ func (r *mutationResolver) CreateOrder(ctx context.Context, input model.CreateOr
 		return nil, err
 	}
 	orderID := eventing.NewOrderID(meta.CommandID)
-	res, err := r.Commands.Create(ctx, orderID, meta, func(o *domain.Order) error {
+	create, broken := recordRule(func(o *domain.Order) error {
 		return o.Create(input.CustomerID, input.Currency, items)
 	})
+	res, err := r.Commands.Create(ctx, orderID, meta, create)
 	if err != nil {
-		return nil, err
+		return nil, clientError(err, *broken)
 	}
 	return r.payload(ctx, res.Order.ID(), res)
 }

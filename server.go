@@ -51,9 +51,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "ordertrail:", err)
+		if errors.Is(err, flag.ErrHelp) {
+			return
 		}
+		fmt.Fprintln(os.Stderr, "ordertrail:", err)
 		os.Exit(1)
 	}
 }
@@ -205,7 +206,7 @@ func addStoreFlags(fs *flagSet) storeConfig {
 // openEventStore returns a client for the configured store, starting the
 // embedded one when no connection string is given, and a func that closes
 // what it opened.
-func (c storeConfig) open(ctx context.Context, getenv func(string) string, logger *slog.Logger) (*esdb.Client, string, func(), error) {
+func (c storeConfig) open(ctx context.Context, getenv func(string) string, logger *slog.Logger) (*eventing.Conn, string, func(), error) {
 	conn, err := secret(*c.eventStore, "ORDERTRAIL_EVENTSTORE_FILE", getenv)
 	if err != nil {
 		return nil, "", nil, err
@@ -230,7 +231,7 @@ func (c storeConfig) open(ctx context.Context, getenv func(string) string, logge
 		}
 		logger.Info("embedded event store started", "addr", srv.Addr(), "dir", filepath.Join(*c.data, "eventstore"))
 	}
-	client, err := eventing.Connect(conn)
+	client, err := eventing.Dial(conn)
 	if err != nil {
 		closeEmbedded()
 		return nil, "", nil, err
@@ -293,7 +294,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	defer closeStore()
 	codec := eventing.NewCodec(eventing.DefaultUpcasters(*legacyCurrency))
-	repo := eventing.NewRepository(client, codec, eventing.RepositoryOptions{SnapshotEvery: *snapshotEvery})
+	repo := eventing.NewConnRepository(client, codec, eventing.RepositoryOptions{SnapshotEvery: *snapshotEvery})
 
 	readOpts := readstore.Options{WaitTimeout: *waitTimeout, Logger: logger.With("component", "readstore")}
 	readPath, err := currentReadModel(*store.data)
@@ -319,8 +320,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		err := eventing.RunSubscription(runCtx, client, codec, proj, eventing.SubscriptionOptions{
+		err := eventing.RunSubscription(runCtx, client.Client(), codec, proj, eventing.SubscriptionOptions{
 			OnStatus: feed.set,
+			Redial:   client.Redial,
 		})
 		if err != nil && !errors.Is(err, context.Canceled) {
 			logger.Error("read-model subscription stopped", "err", err)
@@ -463,7 +465,7 @@ func (f *feedStatus) Status() eventing.SubscriptionStatus {
 
 // readiness answers 200 when the event store answers and the read model's
 // subscription is connected and caught up.
-func readiness(client *esdb.Client, reads liveReads, feed *feedStatus) http.Handler {
+func readiness(client *eventing.Conn, reads liveReads, feed *feedStatus) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
@@ -490,13 +492,16 @@ func readiness(client *esdb.Client, reads liveReads, feed *feedStatus) http.Hand
 }
 
 // pingStore reads the last event of $all, which every store answers.
-func pingStore(ctx context.Context, client *esdb.Client) error {
+func pingStore(ctx context.Context, conn *eventing.Conn) error {
+	client := conn.Client()
 	rs, err := client.ReadAll(ctx, esdb.ReadAllOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
 	if err != nil {
+		conn.Observe(client, err)
 		return err
 	}
 	defer rs.Close()
 	if _, err := rs.Recv(); err != nil && !errors.Is(err, io.EOF) {
+		conn.Observe(client, err)
 		return err
 	}
 	return nil
@@ -617,7 +622,7 @@ type rebuilder struct {
 	mu      sync.Mutex // one rebuild at a time
 	path    string     // file of the current read model
 	dataDir string
-	client  *esdb.Client
+	client  *eventing.Conn
 	codec   *eventing.Codec
 	live    *readstore.Live
 	main    *projector
@@ -653,7 +658,8 @@ func (rb *rebuilder) Rebuild(ctx context.Context) (graph.RebuildReport, error) {
 	freshProj := &projector{live: readstore.NewLive(fresh)}
 	subDone := make(chan error, 1)
 	go func() {
-		subDone <- eventing.RunSubscription(subCtx, rb.client, rb.codec, freshProj, eventing.SubscriptionOptions{BatchSize: 2000})
+		subDone <- eventing.RunSubscription(subCtx, rb.client.Client(), rb.codec, freshProj,
+			eventing.SubscriptionOptions{BatchSize: 2000, Redial: rb.client.Redial})
 	}()
 	// Catch up to where the current model is, without holding it up.
 	target, err := rb.live.Current().LastChange(ctx)
@@ -723,7 +729,7 @@ func (rb *rebuilder) Rebuild(ctx context.Context) (graph.RebuildReport, error) {
 func waitUntil(ctx context.Context, s *readstore.Store, position uint64) error {
 	for {
 		err := s.WaitFor(ctx, position)
-		if err == nil || !errors.Is(err, readstore.ErrStale) {
+		if err == nil || !errors.Is(err, readstore.ErrStale) || errors.Is(err, readstore.ErrHalted) {
 			return err
 		}
 	}
@@ -757,6 +763,9 @@ func eventStore(ctx context.Context, args []string, getenv func(string) string, 
 	logger, err := newLogger(stderr, *logFormat, *logLevel)
 	if err != nil {
 		return err
+	}
+	if *data, err = filepath.Abs(*data); err != nil {
+		return fmt.Errorf("data directory: %w", err)
 	}
 	userList, err := secret(*users, "ORDERTRAIL_EVENTSTORE_USERS_FILE", getenv)
 	if err != nil {
@@ -880,7 +889,7 @@ func rebuild(ctx context.Context, args []string, getenv func(string) string, std
 	var once sync.Once
 	done := make(chan error, 1)
 	go func() {
-		done <- eventing.RunSubscription(subCtx, client, eventing.NewCodec(eventing.DefaultUpcasters(getenvOr(getenv, "ORDERTRAIL_LEGACY_CURRENCY", "USD"))), proj,
+		done <- eventing.RunSubscription(subCtx, client.Client(), eventing.NewCodec(eventing.DefaultUpcasters(getenvOr(getenv, "ORDERTRAIL_LEGACY_CURRENCY", "USD"))), proj,
 			eventing.SubscriptionOptions{BatchSize: 2000, OnStatus: func(st eventing.SubscriptionStatus) {
 				if st.CaughtUp {
 					once.Do(func() { close(caughtUp) })

@@ -70,14 +70,21 @@ type Result struct {
 // Repository loads and saves orders in the event store, with snapshots and
 // optimistic concurrency. It is safe for concurrent use.
 type Repository struct {
-	client *esdb.Client
-	codec  *Codec
-	opts   RepositoryOptions
-	log    *slog.Logger
+	conn  *Conn
+	codec *Codec
+	opts  RepositoryOptions
+	log   *slog.Logger
 }
 
 // NewRepository returns a repository over client.
 func NewRepository(client *esdb.Client, codec *Codec, opts RepositoryOptions) *Repository {
+	return NewConnRepository(FixedConn(client), codec, opts)
+}
+
+// NewConnRepository returns a repository over conn, which replaces its
+// client when the store has been away long enough for the client to give
+// up.
+func NewConnRepository(conn *Conn, codec *Codec, opts RepositoryOptions) *Repository {
 	if opts.SnapshotEvery == 0 {
 		opts.SnapshotEvery = 100
 	}
@@ -89,7 +96,7 @@ func NewRepository(client *esdb.Client, codec *Codec, opts RepositoryOptions) *R
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Repository{client: client, codec: codec, opts: opts, log: opts.Logger}
+	return &Repository{conn: conn, codec: codec, opts: opts, log: opts.Logger}
 }
 
 // Create runs fn on a new order and stores the events it raises, failing
@@ -190,7 +197,9 @@ func (r *Repository) save(ctx context.Context, o *domain.Order, meta CommandMeta
 			Type: ed.EventType, Metadata: md, RawMeta: ed.Metadata, Data: ed.Data, Event: c.Event,
 		}
 	}
-	wr, err := r.client.AppendToStream(ctx, stream, esdb.AppendToStreamOptions{ExpectedRevision: expected}, events...)
+	client := r.conn.Client()
+	wr, err := client.AppendToStream(ctx, stream, esdb.AppendToStreamOptions{ExpectedRevision: expected}, events...)
+	r.conn.Observe(client, err)
 	if err != nil {
 		return Result{}, storeError("append", stream, err)
 	}
@@ -235,7 +244,9 @@ func clean(o *domain.Order) *domain.Order {
 func (r *Repository) original(ctx context.Context, l loadedOrder, commandID string) (Result, error) {
 	stream := OrderStream(l.order.ID())
 	// No count limit: the scan stops at the command's first event.
-	rs, err := r.client.ReadStream(ctx, stream, esdb.ReadStreamOptions{Direction: esdb.Backwards, From: esdb.End{}}, ^uint64(0))
+	client := r.conn.Client()
+	rs, err := client.ReadStream(ctx, stream, esdb.ReadStreamOptions{Direction: esdb.Backwards, From: esdb.End{}}, ^uint64(0))
+	r.conn.Observe(client, err)
 	if err != nil {
 		return Result{}, storeError("read", stream, err)
 	}
@@ -364,7 +375,9 @@ func (r *Repository) readFrom(ctx context.Context, stream string, from uint64) (
 
 // readRange reads up to count events of a stream from a revision on.
 func (r *Repository) readRange(ctx context.Context, stream string, from, count uint64) ([]Envelope, error) {
-	rs, err := r.client.ReadStream(ctx, stream, esdb.ReadStreamOptions{Direction: esdb.Forwards, From: esdb.Revision(from)}, count)
+	client := r.conn.Client()
+	rs, err := client.ReadStream(ctx, stream, esdb.ReadStreamOptions{Direction: esdb.Forwards, From: esdb.Revision(from)}, count)
+	r.conn.Observe(client, err)
 	if err != nil {
 		return nil, storeError("read", stream, err)
 	}
@@ -376,6 +389,7 @@ func (r *Repository) readRange(ctx context.Context, stream string, from, count u
 			return out, nil
 		}
 		if err != nil {
+			r.conn.Observe(client, err)
 			return nil, storeError("read", stream, err)
 		}
 		env, _ := r.codec.DecodeResolved(re) // DecodeErr is kept in env
@@ -424,16 +438,21 @@ func (r *Repository) writeSnapshot(ctx context.Context, o *domain.Order, positio
 	if err != nil {
 		return err
 	}
-	wr, err := r.client.AppendToStream(ctx, stream, esdb.AppendToStreamOptions{ExpectedRevision: esdb.Any{}}, esdb.EventData{
+	client := r.conn.Client()
+	wr, err := client.AppendToStream(ctx, stream, esdb.AppendToStreamOptions{ExpectedRevision: esdb.Any{}}, esdb.EventData{
 		EventID: uuid.New(), EventType: snapshotEventType, ContentType: esdb.ContentTypeJson, Data: data, Metadata: meta,
 	})
+	r.conn.Observe(client, err)
 	if err != nil {
 		return storeError("append", stream, err)
 	}
 	if wr.NextExpectedVersion == 0 { // the stream's first snapshot: bound it
 		var sm esdb.StreamMetadata
 		sm.SetMaxCount(snapshotsKept)
-		if _, err := r.client.SetStreamMetadata(ctx, stream, esdb.AppendToStreamOptions{ExpectedRevision: esdb.Any{}}, sm); err != nil {
+		client = r.conn.Client()
+		_, err := client.SetStreamMetadata(ctx, stream, esdb.AppendToStreamOptions{ExpectedRevision: esdb.Any{}}, sm)
+		r.conn.Observe(client, err)
+		if err != nil {
 			return storeError("set metadata of", stream, err)
 		}
 	}
@@ -444,7 +463,9 @@ func (r *Repository) writeSnapshot(ctx context.Context, o *domain.Order, positio
 // the current snapshot schema; anything else means a full replay.
 func (r *Repository) readSnapshot(ctx context.Context, orderID string) (domain.Snapshot, uint64, bool) {
 	stream := snapshotStream(orderID)
-	rs, err := r.client.ReadStream(ctx, stream, esdb.ReadStreamOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
+	client := r.conn.Client()
+	rs, err := client.ReadStream(ctx, stream, esdb.ReadStreamOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
+	r.conn.Observe(client, err)
 	if err != nil {
 		return domain.Snapshot{}, 0, false
 	}

@@ -85,7 +85,8 @@ func RunSubscription(ctx context.Context, client *esdb.Client, codec *Codec, h B
 			return ctx.Err()
 		}
 		s.setStatus(false, false, err.Error())
-		if isStoreCode(err, esdb.ErrorCodeConnectionClosed) {
+		if isStoreCode(err, esdb.ErrorCodeConnectionClosed) || s.stuck {
+			s.stuck = false
 			if s.opts.Redial == nil {
 				return fmt.Errorf("subscription to $all: the client has closed itself: %w", err) // err wraps ErrUnavailable
 			}
@@ -120,6 +121,7 @@ type subscriber struct {
 	opts       SubscriptionOptions
 	status     SubscriptionStatus
 	progressed bool // the current subscription handed over a batch or caught up
+	stuck      bool // the last attempt was never confirmed: replace the client
 }
 
 func (s *subscriber) closeRedialed() {
@@ -139,6 +141,50 @@ func (s *subscriber) setStatus(connected, caughtUp bool, lastError string) {
 	}
 }
 
+// confirmTimeout bounds the wait for a subscription's confirmation. After
+// the store has been killed, the official client can leave a new
+// subscription waiting for ever; past this bound the client is replaced.
+const confirmTimeout = 10 * time.Second
+
+// errNoConfirmation reports a subscription the store never confirmed.
+var errNoConfirmation = fmt.Errorf("%w: subscription not confirmed within %s", ErrUnavailable, confirmTimeout)
+
+// subscribe starts the $all subscription, giving up when it is not
+// confirmed within confirmTimeout (cancel then ends the attempt).
+func (s *subscriber) subscribe(ctx context.Context, cancel context.CancelFunc, from esdb.AllPosition) (*esdb.Subscription, error) {
+	type result struct {
+		sub *esdb.Subscription
+		err error
+	}
+	done := make(chan result, 1)
+	client := s.client
+	go func() {
+		sub, err := client.SubscribeToAll(ctx, esdb.SubscribeToAllOptions{
+			From:   from,
+			Filter: &esdb.SubscriptionFilter{Type: esdb.StreamFilterType, Prefixes: []string{OrderStreamPrefix}},
+		})
+		done <- result{sub, err}
+	}()
+	timer := time.NewTimer(confirmTimeout)
+	defer timer.Stop()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return nil, storeError("subscribe to", "$all", r.err)
+		}
+		return r.sub, nil
+	case <-timer.C:
+		cancel()
+		go func() { // the attempt may still succeed; close what it made
+			if r := <-done; r.sub != nil {
+				r.sub.Close()
+			}
+		}()
+		s.stuck = true
+		return nil, errNoConfirmation
+	}
+}
+
 // run subscribes once from the handler's checkpoint and feeds it until the
 // subscription drops, the handler fails or ctx is done.
 func (s *subscriber) run(ctx context.Context) error {
@@ -152,12 +198,9 @@ func (s *subscriber) run(ctx context.Context) error {
 	}
 	subCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sub, err := s.client.SubscribeToAll(subCtx, esdb.SubscribeToAllOptions{
-		From:   from,
-		Filter: &esdb.SubscriptionFilter{Type: esdb.StreamFilterType, Prefixes: []string{OrderStreamPrefix}},
-	})
+	sub, err := s.subscribe(subCtx, cancel, from)
 	if err != nil {
-		return storeError("subscribe to", "$all", err)
+		return err
 	}
 	s.setStatus(true, false, s.status.LastError)
 

@@ -74,8 +74,8 @@ func (r *Resolver) projectionStatus(ctx context.Context) (*model.ProjectionStatu
 	if r.Feed != nil {
 		fs := r.Feed.Status()
 		out.Connected, out.CaughtUp = fs.Connected, fs.CaughtUp
-		if fs.LastError != "" && out.Error == nil {
-			out.Error = optString(fs.LastError)
+		if !fs.Connected && fs.LastError != "" && out.Error == nil {
+			out.Error = optString("event store subscription: " + fs.LastError)
 		}
 	}
 	return out, nil

@@ -68,6 +68,9 @@ func (r *mutationResolver) update(ctx context.Context, orderID string, commandID
 	}
 	guarded, broken := recordRule(fn)
 	res, err := r.Commands.Update(ctx, orderID, meta, guarded)
+	if errors.Is(err, eventing.ErrNotFound) {
+		return nil, &notFoundInput{id: orderID}
+	}
 	if err != nil {
 		return nil, clientError(err, *broken)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ordertrail/ordertrail/domain"
 	"github.com/ordertrail/ordertrail/eventing"
+	"github.com/ordertrail/ordertrail/graph/model"
 	"github.com/ordertrail/ordertrail/readstore"
 )
 
@@ -55,7 +56,7 @@ func codeOf(err error) string {
 	var input *inputError
 	switch {
 	case errors.As(err, &input), errors.Is(err, domain.ErrInvalidInput),
-		errors.Is(err, readstore.ErrBadCursor):
+		errors.Is(err, readstore.ErrBadCursor), errors.Is(err, model.ErrInvalidScalar):
 		return CodeInvalidInput
 	case errors.Is(err, domain.ErrIllegalTransition):
 		return CodeIllegalTransition

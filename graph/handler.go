@@ -86,10 +86,10 @@ func NewServer(deps Deps, opts Options) *handler.Server {
 	srv := handler.New(NewExecutableSchema(cfg))
 
 	srv.AddTransport(transport.Websocket{
-		Implementation: transport.CoderWebsocketImplementation{AcceptOptions: websocket.AcceptOptions{
+		Implementation: specCloseCodes{transport.CoderWebsocketImplementation{AcceptOptions: websocket.AcceptOptions{
 			OriginPatterns: opts.AllowedOrigins,
 			Subprotocols:   []string{"graphql-transport-ws", "graphql-ws"},
-		}},
+		}}},
 		KeepAlivePingInterval: opts.KeepAlive,
 		InitTimeout:           opts.InitTimeout,
 		InitFunc:              wsInit(opts.Tokens, opts.Metrics),
@@ -109,8 +109,8 @@ func NewServer(deps Deps, opts Options) *handler.Server {
 	if opts.Introspection {
 		srv.Use(extension.Introspection{})
 	}
+	srv.Use(shapeLimit{maxDepth: opts.MaxDepth, maxAliases: opts.MaxAliases, maxFields: opts.MaxComplexity})
 	srv.Use(extension.FixedComplexityLimit(opts.MaxComplexity))
-	srv.Use(shapeLimit{maxDepth: opts.MaxDepth, maxAliases: opts.MaxAliases})
 	srv.Use(authGate{open: len(opts.Tokens) == 0})
 	if opts.Metrics != nil {
 		srv.Use(opts.Metrics)
@@ -147,10 +147,13 @@ func weighComplexity(cfg *Config, maxPage int) {
 	}
 }
 
-// shapeLimit rejects operations nested too deep or with too many aliases
-// before any resolver runs.
+// shapeLimit rejects operations nested too deep, with too many aliases or
+// expanding to more fields than the complexity limit allows, before any
+// resolver runs and before gqlgen's complexity walk, which visits every
+// expanded field. Fragments are measured once each, so a document whose
+// fragments spread each other many times costs time linear in its size.
 type shapeLimit struct {
-	maxDepth, maxAliases int
+	maxDepth, maxAliases, maxFields int
 }
 
 var _ interface {
@@ -164,53 +167,73 @@ func (l shapeLimit) MutateOperationContext(_ context.Context, oc *graphql.Operat
 	if oc.Operation == nil {
 		return nil
 	}
-	aliases := 0
-	depth := measure(oc.Operation.SelectionSet, oc.Doc.Fragments, 0, &aliases, map[string]bool{})
-	if depth > l.maxDepth {
-		err := gqlerror.Errorf("operation is nested %d levels deep; the limit is %d", depth, l.maxDepth)
+	m := measurer{frags: oc.Doc.Fragments, memo: map[string]shape{}, onPath: map[string]bool{}}
+	s := m.set(oc.Operation.SelectionSet)
+	switch {
+	case s.depth > l.maxDepth:
+		err := gqlerror.Errorf("operation is nested %d levels deep; the limit is %d", s.depth, l.maxDepth)
 		err.Extensions = map[string]any{"code": "DEPTH_LIMIT_EXCEEDED"}
 		return err
-	}
-	if aliases > l.maxAliases {
-		err := gqlerror.Errorf("operation has %d aliases; the limit is %d", aliases, l.maxAliases)
+	case s.aliases > l.maxAliases:
+		err := gqlerror.Errorf("operation has %d aliases; the limit is %d", s.aliases, l.maxAliases)
 		err.Extensions = map[string]any{"code": "ALIAS_LIMIT_EXCEEDED"}
+		return err
+	case s.fields > l.maxFields:
+		err := gqlerror.Errorf("operation expands to more than %d fields", l.maxFields)
+		err.Extensions = map[string]any{"code": "COMPLEXITY_LIMIT_EXCEEDED"}
 		return err
 	}
 	return nil
 }
 
-// measure returns the depth of a selection set and counts its aliases,
-// following fragments once per path.
-func measure(set ast.SelectionSet, frags ast.FragmentDefinitionList, depth int, aliases *int, seen map[string]bool) int {
-	deepest := depth
+// shape is what a selection set adds below its parent: its depth and the
+// aliases and fields it expands to (saturating).
+type shape struct{ depth, aliases, fields int }
+
+type measurer struct {
+	frags  ast.FragmentDefinitionList
+	memo   map[string]shape
+	onPath map[string]bool
+}
+
+const saturated = 1 << 40
+
+func (m *measurer) set(set ast.SelectionSet) shape {
+	var out shape
+	add := func(s shape) {
+		out.depth = max(out.depth, s.depth)
+		out.aliases = min(out.aliases+s.aliases, saturated)
+		out.fields = min(out.fields+s.fields, saturated)
+	}
 	for _, sel := range set {
-		var d int
 		switch s := sel.(type) {
 		case *ast.Field:
+			child := m.set(s.SelectionSet)
+			child.depth++
+			child.fields = min(child.fields+1, saturated)
 			if s.Alias != "" && s.Alias != s.Name {
-				*aliases++
+				child.aliases = min(child.aliases+1, saturated)
 			}
-			d = depth + 1
-			if len(s.SelectionSet) > 0 {
-				d = measure(s.SelectionSet, frags, depth+1, aliases, seen)
-			}
+			add(child)
 		case *ast.InlineFragment:
-			d = measure(s.SelectionSet, frags, depth, aliases, seen)
+			add(m.set(s.SelectionSet))
 		case *ast.FragmentSpread:
-			if seen[s.Name] {
+			if sh, ok := m.memo[s.Name]; ok {
+				add(sh)
 				continue
 			}
-			f := frags.ForName(s.Name)
-			if f == nil {
+			f := m.frags.ForName(s.Name)
+			if f == nil || m.onPath[s.Name] {
 				continue
 			}
-			seen[s.Name] = true
-			d = measure(f.SelectionSet, frags, depth, aliases, seen)
-			delete(seen, s.Name)
+			m.onPath[s.Name] = true
+			sh := m.set(f.SelectionSet)
+			delete(m.onPath, s.Name)
+			m.memo[s.Name] = sh
+			add(sh)
 		}
-		deepest = max(deepest, d)
 	}
-	return deepest
+	return out
 }
 
 type authKey struct{}
@@ -297,4 +320,42 @@ func HTTPAuth(tokens []string, next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// specCloseCodes closes a graphql-transport-ws socket that sent no
+// connection_init in time with 4408, as that protocol requires; gqlgen
+// closes it with 1002.
+type specCloseCodes struct{ transport.WebsocketImplementation }
+
+func (s specCloseCodes) Accept(w http.ResponseWriter, r *http.Request, o transport.WebsocketAcceptOptions) (transport.WebsocketConn, error) {
+	c, err := s.WebsocketImplementation.Accept(w, r, o)
+	if err != nil {
+		return nil, err
+	}
+	return &initTimeoutConn{c}, nil
+}
+
+type initTimeoutConn struct{ transport.WebsocketConn }
+
+func (c *initTimeoutConn) WriteClose(code int, msg string) error {
+	if code == transport.WebsocketCloseProtocolError && msg == "connection initialisation timeout" &&
+		c.Subprotocol() == "graphql-transport-ws" {
+		code = 4408
+	}
+	return c.WebsocketConn.WriteClose(code, msg)
+}
+
+// SetReadLimit and SetReadDeadline keep the optional interfaces of the
+// wrapped connection.
+func (c *initTimeoutConn) SetReadLimit(n int64) {
+	if l, ok := c.WebsocketConn.(transport.WebsocketReadLimiter); ok {
+		l.SetReadLimit(n)
+	}
+}
+
+func (c *initTimeoutConn) SetReadDeadline(t time.Time) error {
+	if d, ok := c.WebsocketConn.(transport.WebsocketReadDeadliner); ok {
+		return d.SetReadDeadline(t)
+	}
+	return nil
 }

@@ -3,7 +3,6 @@ package graph
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/gqlerror"
@@ -17,13 +16,16 @@ func (r *Resolver) orderConnection(ctx context.Context, q readstore.OrderQuery, 
 	if err != nil {
 		return nil, err
 	}
-	q.First = n
+	q.First = max(n, 1) // readstore reads 0 as its default page size
 	if after != nil {
 		q.After = *after
 	}
 	page, err := r.Reads.Orders(ctx, q)
 	if err != nil {
 		return nil, err
+	}
+	if n == 0 {
+		return &model.OrderConnection{Edges: []*model.OrderEdge{}, PageInfo: model.PageInfo{HasNextPage: len(page.Orders) > 0}}, nil
 	}
 	conn := &model.OrderConnection{Edges: make([]*model.OrderEdge, len(page.Orders))}
 	for i, o := range page.Orders {
@@ -87,7 +89,7 @@ func toOrderChange(c readstore.Change) *model.OrderChange {
 		EventType:  c.EventType,
 		Revision:   clampInt(c.Revision),
 		Position:   model.Position(c.Position),
-		RecordedAt: c.RecordedAt.UTC().Truncate(time.Microsecond),
+		RecordedAt: c.RecordedAt.UTC(),
 	}
 }
 

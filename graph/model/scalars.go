@@ -2,10 +2,18 @@ package model
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
 )
+
+// ErrInvalidScalar marks a scalar argument that does not parse: the
+// client's mistake, answered as INVALID_INPUT.
+var ErrInvalidScalar = errors.New("invalid scalar value")
 
 // Position is a commit position in the event store's global log. It is a
 // uint64 on the wire of EventStoreDB, so GraphQL carries it as a decimal
@@ -23,27 +31,27 @@ func (p *Position) UnmarshalGQL(v any) error {
 	case string:
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			return fmt.Errorf("position must be a non-negative integer, got %q", v)
+			return fmt.Errorf("%w: position must be a non-negative integer, got %q", ErrInvalidScalar, v)
 		}
 		*p = Position(n)
 	case int64:
 		if v < 0 {
-			return fmt.Errorf("position must be non-negative, got %d", v)
+			return fmt.Errorf("%w: position must be non-negative, got %d", ErrInvalidScalar, v)
 		}
 		*p = Position(v)
 	case int:
 		if v < 0 {
-			return fmt.Errorf("position must be non-negative, got %d", v)
+			return fmt.Errorf("%w: position must be non-negative, got %d", ErrInvalidScalar, v)
 		}
 		*p = Position(v)
 	case json.Number:
 		n, err := strconv.ParseUint(string(v), 10, 64)
 		if err != nil {
-			return fmt.Errorf("position must be a non-negative integer, got %s", v)
+			return fmt.Errorf("%w: position must be a non-negative integer, got %s", ErrInvalidScalar, v)
 		}
 		*p = Position(n)
 	default:
-		return fmt.Errorf("position must be a string or an integer, got %T", v)
+		return fmt.Errorf("%w: position must be a string or an integer, got %T", ErrInvalidScalar, v)
 	}
 	return nil
 }
@@ -69,3 +77,15 @@ func (j *JSON) UnmarshalGQL(v any) error {
 	*j = b
 	return nil
 }
+
+// UnmarshalTime reads a Time argument; a malformed one is ErrInvalidScalar.
+func UnmarshalTime(v any) (time.Time, error) {
+	t, err := graphql.UnmarshalTime(v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%w: %w", ErrInvalidScalar, err)
+	}
+	return t, nil
+}
+
+// MarshalTime writes a Time in RFC 3339 with nanoseconds, as gqlgen does.
+func MarshalTime(t time.Time) graphql.Marshaler { return graphql.MarshalTime(t) }

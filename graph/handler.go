@@ -325,7 +325,9 @@ func HTTPAuth(tokens []string, next http.Handler) http.Handler {
 // specCloseCodes closes a graphql-transport-ws socket that sent no
 // connection_init in time with 4408, as that protocol requires; gqlgen
 // closes it with 1002.
-type specCloseCodes struct{ transport.WebsocketImplementation }
+type specCloseCodes struct {
+	transport.WebsocketImplementation
+}
 
 func (s specCloseCodes) Accept(w http.ResponseWriter, r *http.Request, o transport.WebsocketAcceptOptions) (transport.WebsocketConn, error) {
 	c, err := s.WebsocketImplementation.Accept(w, r, o)

@@ -1,0 +1,140 @@
+package readstore
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+)
+
+// Live holds the store that serves queries and lets a rebuilt store take
+// its place. A rebuild opens a fresh file with OpenFresh, applies the full
+// history to it while the current store keeps serving, and calls Swap once
+// it has caught up. Subscriptions made through Live move to the new store:
+// they resubscribe from the last position they delivered, which names the
+// same event in both stores, so there is no gap and no duplicate.
+type Live struct {
+	cur atomic.Pointer[Store]
+
+	mu      sync.Mutex
+	swapped chan struct{} // closed and replaced by every Swap
+}
+
+// NewLive returns a Live serving s.
+func NewLive(s *Store) *Live {
+	l := &Live{swapped: make(chan struct{})}
+	l.cur.Store(s)
+	return l
+}
+
+// Current returns the store to query now.
+func (l *Live) Current() *Store { return l.cur.Load() }
+
+// Swap makes next the current store and returns the previous one, which
+// the caller closes once in-flight queries are done. It fails with
+// ErrBehind when next's checkpoint is below the current one, so queries
+// never go back in time.
+func (l *Live) Swap(ctx context.Context, next *Store) (*Store, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	prev := l.cur.Load()
+	pcp, err := prev.Checkpoint(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("swap: %w", err)
+	}
+	ncp, err := next.Checkpoint(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("swap: %w", err)
+	}
+	if ncp < pcp {
+		return nil, fmt.Errorf("%w: %d < %d", ErrBehind, ncp, pcp)
+	}
+	l.cur.Store(next)
+	close(l.swapped)
+	l.swapped = make(chan struct{})
+	return prev, nil
+}
+
+func (l *Live) current() (*Store, <-chan struct{}) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.cur.Load(), l.swapped
+}
+
+// Subscribe is Store.Subscribe on the current store, continued on every
+// store swapped in later.
+func (l *Live) Subscribe(ctx context.Context, fromPosition uint64, filter ChangeFilter) (*Subscription[Change], error) {
+	s, swapped := l.current()
+	if filter.FromNow {
+		cp, err := s.Checkpoint(ctx)
+		if err != nil {
+			return nil, err
+		}
+		fromPosition, filter.FromNow = cp, false
+	}
+	out := make(chan Change)
+	sub := newSubscription[Change](out)
+	go func() {
+		defer close(out)
+		last := fromPosition
+		var caughtUp sync.Once
+		for {
+			innerCtx, cancel := context.WithCancel(ctx)
+			inner, err := s.Subscribe(innerCtx, last, filter)
+			if err != nil {
+				cancel()
+				sub.fail(err)
+				return
+			}
+			go func() {
+				select {
+				case <-inner.CaughtUp():
+					caughtUp.Do(func() { close(sub.caughtUp) })
+				case <-innerCtx.Done():
+				}
+			}()
+			last, err = forward(ctx, inner, out, swapped, last)
+			cancel()
+			if err != nil {
+				sub.fail(err)
+				return
+			}
+			s, swapped = l.current()
+		}
+	}()
+	return sub, nil
+}
+
+// forward copies inner to out until a swap (nil error), the end of inner,
+// or the end of ctx, and returns the last position sent.
+func forward(ctx context.Context, inner *Subscription[Change], out chan<- Change, swapped <-chan struct{}, last uint64) (uint64, error) {
+	for {
+		select {
+		case c, ok := <-inner.C:
+			if !ok {
+				err := inner.Err()
+				select {
+				case <-swapped: // the old store was closed after the swap
+					return last, nil
+				default:
+				}
+				if err == nil {
+					err = ErrClosed
+				}
+				return last, err
+			}
+			select {
+			case out <- c:
+				last = c.Position
+			case <-ctx.Done():
+				return last, ctx.Err()
+			case <-swapped:
+				return last, nil // c is sent again by the new store
+			}
+		case <-swapped:
+			return last, nil
+		case <-ctx.Done():
+			return last, ctx.Err()
+		}
+	}
+}

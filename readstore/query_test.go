@@ -1,0 +1,134 @@
+package readstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/ordertrail/ordertrail/domain"
+	"github.com/ordertrail/ordertrail/readstore"
+)
+
+// pageStore holds 25 orders; orders 10–14 share one creation time, so the
+// ID breaks ties.
+func pageStore(t *testing.T) (*readstore.Store, []string) {
+	s := openStore(t, readstore.Options{})
+	l := newLog()
+	var evs []readstore.Event
+	var ids []string
+	for i := range 25 {
+		id := fmt.Sprintf("p%02d", i)
+		ids = append(ids, id)
+		when := at(time.Duration(i) * time.Minute)
+		if i >= 10 && i < 15 {
+			when = at(10 * time.Minute)
+		}
+		evs = append(evs, l.next(id, &domain.OrderCreated{OrderID: id, CustomerID: fmt.Sprintf("c%d", i%3),
+			Currency: "EUR", Total: int64(100 + i)}, when))
+		if i%2 == 0 {
+			evs = append(evs, l.next(id, &domain.OrderConfirmed{OrderID: id}, when))
+		}
+	}
+	apply(t, s, evs)
+	return s, ids
+}
+
+func pageAll(t *testing.T, s *readstore.Store, q readstore.OrderQuery) []string {
+	t.Helper()
+	var ids []string
+	for range 100 {
+		page, err := s.Orders(context.Background(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Orders) > q.First {
+			t.Fatalf("page of %d, first %d", len(page.Orders), q.First)
+		}
+		for _, o := range page.Orders {
+			ids = append(ids, o.ID)
+		}
+		if !page.HasNextPage {
+			return ids
+		}
+		q.After = page.EndCursor
+	}
+	t.Fatal("pagination did not end")
+	return nil
+}
+
+func TestOrdersPagination(t *testing.T) {
+	s, ids := pageStore(t)
+	desc := slices.Clone(ids)
+	slices.Reverse(desc)
+	from, to := at(5*time.Minute), at(20*time.Minute)
+	tests := []struct {
+		name string
+		q    readstore.OrderQuery
+		want []string
+	}{
+		{"ascending", readstore.OrderQuery{First: 4}, ids},
+		{"descending", readstore.OrderQuery{First: 7, OrderBy: readstore.CreatedAtDesc}, desc},
+		{"one page", readstore.OrderQuery{First: 25}, ids},
+		{"by customer", readstore.OrderQuery{First: 3, CustomerID: "c1"}, filterIDs(ids, func(i int) bool { return i%3 == 1 })},
+		{"by status", readstore.OrderQuery{First: 5, Status: []domain.Status{domain.StatusConfirmed}}, filterIDs(ids, func(i int) bool { return i%2 == 0 })},
+		{"by created range", readstore.OrderQuery{First: 2, CreatedFrom: &from, CreatedTo: &to}, filterIDs(ids, func(i int) bool { return i >= 5 && i < 20 })},
+		{"all filters", readstore.OrderQuery{First: 1, CustomerID: "c0", Status: []domain.Status{domain.StatusOpen, domain.StatusConfirmed},
+			CreatedFrom: &from, OrderBy: readstore.CreatedAtDesc}, reversed(filterIDs(ids, func(i int) bool { return i%3 == 0 && i >= 5 }))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := pageAll(t, s, tt.q); !slices.Equal(got, tt.want) {
+				t.Errorf("got %v\nwant %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func filterIDs(ids []string, keep func(int) bool) []string {
+	var out []string
+	for i, id := range ids {
+		if keep(i) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+func reversed(s []string) []string { s = slices.Clone(s); slices.Reverse(s); return s }
+
+func TestOrdersBadInput(t *testing.T) {
+	ctx := context.Background()
+	s, _ := pageStore(t)
+	page, err := s.Orders(ctx, readstore.OrderQuery{First: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, q := range map[string]readstore.OrderQuery{
+		"not base64":         {After: "!!!"},
+		"not JSON":           {After: "bm90IGpzb24"},
+		"unknown fields":     {After: "eyJ4IjoxfQ"},
+		"other sort order":   {After: page.EndCursor, OrderBy: readstore.CreatedAtDesc},
+		"tampered version":   {After: "eyJ2IjoyLCJvIjoiQ1JFQVRFRF9BVF9BU0MiLCJ0IjoxLCJpIjoieCJ9"},
+		"empty key in valid": {After: "eyJ2IjoxLCJvIjoiQ1JFQVRFRF9BVF9BU0MiLCJ0IjoxLCJpIjoiIn0"},
+	} {
+		if _, err := s.Orders(ctx, q); !errors.Is(err, readstore.ErrBadCursor) {
+			t.Errorf("%s: err = %v, want ErrBadCursor", name, err)
+		}
+	}
+	for name, q := range map[string]readstore.OrderQuery{
+		"negative first": {First: -1},
+		"huge first":     {First: readstore.MaxPageSize + 1},
+		"bad order by":   {OrderBy: "PRICE"},
+	} {
+		if _, err := s.Orders(ctx, q); !errors.Is(err, readstore.ErrBadQuery) {
+			t.Errorf("%s: err = %v, want ErrBadQuery", name, err)
+		}
+	}
+	empty, err := s.Orders(ctx, readstore.OrderQuery{CustomerID: "nobody"})
+	if err != nil || len(empty.Orders) != 0 || empty.HasNextPage || empty.EndCursor != "" {
+		t.Errorf("empty page = %+v, %v", empty, err)
+	}
+}

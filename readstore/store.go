@@ -1,0 +1,263 @@
+package readstore
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+)
+
+//go:embed *.sql
+var migrations embed.FS
+
+// Projection is the name of the one projection that maintains every read
+// model table: its checkpoint, status and poison policy use this key.
+const Projection = "readmodel"
+
+// PoisonPolicy says what the projection does with an event it cannot apply.
+type PoisonPolicy int
+
+const (
+	// Halt stops the projection before the poison event (the default).
+	Halt PoisonPolicy = iota
+	// Park records the event in dead_letters and moves on.
+	Park
+)
+
+// Options configure a Store; the zero value is usable.
+type Options struct {
+	// Poison maps a projection name (Projection) to its policy.
+	Poison map[string]PoisonPolicy
+	// WaitTimeout bounds WaitFor; 3 s when zero.
+	WaitTimeout time.Duration
+	// Logger receives poison-event reports; slog.Default() when nil.
+	Logger *slog.Logger
+}
+
+// Store is the read-model database: one writer connection for Apply and a
+// pool of read-only connections for queries and subscriptions.
+type Store struct {
+	w, r   *sqlx.DB
+	opts   Options
+	log    *slog.Logger
+	policy PoisonPolicy
+
+	applyMu sync.Mutex // serialises Apply, Resume and the broker publish order
+
+	mu         sync.Mutex // guards the fields below
+	checkpoint uint64
+	hasCP      bool
+	halted     *HaltedError
+	committed  chan struct{} // closed and replaced on every commit
+	closed     bool
+
+	done    chan struct{} // closed by Close
+	changes broker[Change]
+	trends  broker[Trend]
+
+	failHook func(Event) error // test hook: fails Apply before an event
+}
+
+// Open opens or creates the read-model database at path and applies the
+// embedded migrations that are not yet recorded in schema_migrations.
+func Open(ctx context.Context, path string, opts Options) (*Store, error) {
+	if opts.WaitTimeout <= 0 {
+		opts.WaitTimeout = 3 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	// synchronous=NORMAL may lose the last commits on power loss, but the
+	// checkpoint is in the same transaction, so they are simply re-applied.
+	const pragmas = "_journal_mode=WAL&_synchronous=NORMAL&_foreign_keys=on&_busy_timeout=5000&_stmt_cache_size=64"
+	w, err := sqlx.Open("sqlite3", "file:"+path+"?"+pragmas+"&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("open read store %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetConnMaxIdleTime(0)
+	s := &Store{w: w, opts: opts, log: opts.Logger, policy: opts.Poison[Projection],
+		committed: make(chan struct{}), done: make(chan struct{})}
+	if err := s.migrate(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open read store %s: %w", path, err)
+	}
+	r, err := sqlx.Open("sqlite3", "file:"+path+"?"+pragmas+"&_query_only=true")
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open read store %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(8)
+	s.r = r
+	if err := s.loadState(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open read store %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// OpenFresh creates a new, empty read-model database at path and fails with
+// ErrExists if the file is already there. A rebuild fills it from the full
+// history while the current store keeps serving; see Live.
+func OpenFresh(ctx context.Context, path string, opts Options) (*Store, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("%w: %s", ErrExists, path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create read store %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("create read store %s: %w", path, err)
+	}
+	return Open(ctx, path, opts)
+}
+
+// Close ends every subscription with ErrClosed, wakes WaitFor callers and
+// closes the database.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.done)
+	s.mu.Unlock()
+	s.changes.close()
+	s.trends.close()
+	s.applyMu.Lock() // let a running Apply finish
+	defer s.applyMu.Unlock()
+	var errs []error
+	if s.r != nil {
+		errs = append(errs, s.r.Close())
+	}
+	errs = append(errs, s.w.Close())
+	return errors.Join(errs...)
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	if _, err := s.w.ExecContext(ctx,
+		`CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY)`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	names, err := fs.Glob(migrations, "*.sql")
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if err := s.migrateOne(ctx, name); err != nil {
+			return fmt.Errorf("migrate %s: %w", name, err)
+		}
+	}
+	_, err = s.w.ExecContext(ctx, `INSERT OR IGNORE INTO projection_status (projection, state) VALUES (?, 'RUNNING')`, Projection)
+	return err
+}
+
+func (s *Store) migrateOne(ctx context.Context, name string) error {
+	tx, err := s.w.BeginTxx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var n int
+	if err := tx.GetContext(ctx, &n, `SELECT count(*) FROM schema_migrations WHERE version = ?`, name); err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	script, err := migrations.ReadFile(name)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, string(script)); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version) VALUES (?)`, name); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// loadState reads the checkpoint and the halted state into memory.
+func (s *Store) loadState(ctx context.Context) error {
+	var cp sql.NullInt64
+	err := s.w.GetContext(ctx, &cp, `SELECT position FROM checkpoints WHERE projection = ?`, Projection)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("load checkpoint: %w", err)
+	}
+	var st statusRow
+	if err := s.w.GetContext(ctx, &st, `SELECT state, halted_position, error FROM projection_status WHERE projection = ?`, Projection); err != nil {
+		return fmt.Errorf("load projection status: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.checkpoint, s.hasCP = uint64(cp.Int64), cp.Valid
+	if st.State == stateHalted {
+		s.halted = &HaltedError{Projection: Projection, Position: uint64(st.HaltedPosition.Int64), Err: errors.New(st.Error)}
+	}
+	return nil
+}
+
+const (
+	stateRunning = "RUNNING"
+	stateHalted  = "HALTED"
+)
+
+type statusRow struct {
+	State          string        `db:"state"`
+	HaltedPosition sql.NullInt64 `db:"halted_position"`
+	Error          string        `db:"error"`
+}
+
+// Checkpoint returns the position up to which every event is applied, or
+// 0 before the first commit.
+func (s *Store) Checkpoint(ctx context.Context) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, ErrClosed
+	}
+	return s.checkpoint, nil
+}
+
+// WaitFor blocks until the checkpoint reaches position, for read-your-writes
+// after a command that returned that position. It fails with an error
+// wrapping ErrStale after Options.WaitTimeout, and at once (also wrapping
+// the *HaltedError) when the projection is halted before position.
+func (s *Store) WaitFor(ctx context.Context, position uint64) error {
+	timer := time.NewTimer(s.opts.WaitTimeout)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		cp, has, halted, closed, ch := s.checkpoint, s.hasCP, s.halted, s.closed, s.committed
+		s.mu.Unlock()
+		switch {
+		case has && cp >= position:
+			return nil
+		case closed:
+			return ErrClosed
+		case halted != nil:
+			return fmt.Errorf("%w: at %d, want %d: %w", ErrStale, cp, position, halted)
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			return fmt.Errorf("%w: at %d after %s, want %d (%d behind)", ErrStale, cp, s.opts.WaitTimeout, position, position-cp)
+		case <-ctx.Done():
+			return fmt.Errorf("wait for position %d: %w", position, ctx.Err())
+		}
+	}
+}

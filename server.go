@@ -301,6 +301,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
+	removeStaleReadModels(*store.data, readPath, logger)
 	readModel, err := readstore.Open(ctx, readPath, readOpts)
 	if err != nil {
 		return fmt.Errorf("open read model: %w", err)
@@ -602,6 +603,22 @@ func currentReadModel(dataDir string) (string, error) {
 		return "", fmt.Errorf("%s names %q, not a file in the data directory", readModelPointer, name)
 	}
 	return filepath.Join(dataDir, name), nil
+}
+
+// removeStaleReadModels deletes read-model files left by a rebuild that
+// was interrupted (the process died before it could swap them in).
+func removeStaleReadModels(dataDir, current string, logger *slog.Logger) {
+	matches, _ := filepath.Glob(filepath.Join(dataDir, "readmodel-*.db"))
+	for _, m := range matches {
+		if m == current {
+			continue
+		}
+		if err := removeSQLite(m); err != nil {
+			logger.Warn("remove unfinished read-model rebuild", "path", m, "err", err)
+			continue
+		}
+		logger.Info("removed unfinished read-model rebuild", "path", filepath.Base(m))
+	}
 }
 
 // pointReadModelAt makes path the read model opened at the next start.

@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/99designs/gqlgen/graphql"
 	"github.com/google/uuid"
 
 	"github.com/ordertrail/ordertrail/domain"
@@ -96,25 +95,27 @@ func clientError(err, rule error) error {
 	return err
 }
 
-// payload returns the command's events and position, and the order as the
-// read model shows it once it has caught up to that position.
-func (r *Resolver) payload(ctx context.Context, orderID string, res eventing.Result) (*model.OrderPayload, error) {
+// payload returns the command's events and position; the order itself is
+// resolved by payloadOrder, only when asked for.
+func (r *Resolver) payload(_ context.Context, orderID string, res eventing.Result) (*model.OrderPayload, error) {
 	events := make([]*model.HistoryEvent, len(res.Events))
 	for i, e := range res.Events {
 		events[i] = toHistoryEvent(e)
 	}
-	p := &model.OrderPayload{Events: events, Position: model.Position(res.Position)}
-	if err := r.Reads.WaitFor(ctx, res.Position); err != nil {
-		graphql.AddError(ctx, err)
-		return p, nil
+	return &model.OrderPayload{OrderID: orderID, Events: events, Position: model.Position(res.Position)}, nil
+}
+
+// payloadOrder returns the order as the read model shows it once it has
+// caught up to the command's position: a client reads its own write.
+func (r *Resolver) payloadOrder(ctx context.Context, p *model.OrderPayload) (*model.Order, error) {
+	if err := r.Reads.WaitFor(ctx, uint64(p.Position)); err != nil {
+		return nil, err
 	}
-	o, err := r.Reads.Order(ctx, orderID)
+	o, err := r.Reads.Order(ctx, p.OrderID)
 	if err != nil {
-		graphql.AddError(ctx, err)
-		return p, nil
+		return nil, err
 	}
-	p.Order = toOrder(o)
-	return p, nil
+	return toOrder(o), nil
 }
 
 // waitFor implements minPosition: read-your-writes with a bounded wait.

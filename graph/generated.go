@@ -32,6 +32,7 @@ type ResolverRoot interface {
 	Customer() CustomerResolver
 	Mutation() MutationResolver
 	Order() OrderResolver
+	OrderPayload() OrderPayloadResolver
 	Query() QueryResolver
 	Subscription() SubscriptionResolver
 }
@@ -233,6 +234,9 @@ type OrderResolver interface {
 
 	History(ctx context.Context, obj *model.Order) ([]*model.HistoryEvent, error)
 	AsOf(ctx context.Context, obj *model.Order, revision *int, time *time.Time) (*model.OrderState, error)
+}
+type OrderPayloadResolver interface {
+	Order(ctx context.Context, obj *model.OrderPayload) (*model.Order, error)
 }
 type QueryResolver interface {
 	Order(ctx context.Context, id string, minPosition *model.Position) (*model.Order, error)
@@ -4004,7 +4008,7 @@ func (ec *executionContext) _OrderPayload_order(ctx context.Context, field graph
 			return ec.fieldContext_OrderPayload_order(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Order, nil
+			return ec.Resolvers.OrderPayload().Order(ctx, obj)
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.Order) graphql.Marshaler {
@@ -4018,8 +4022,8 @@ func (ec *executionContext) fieldContext_OrderPayload_order(_ context.Context, f
 	fc = &graphql.FieldContext{
 		Object:     "OrderPayload",
 		Field:      field,
-		IsMethod:   false,
-		IsResolver: false,
+		IsMethod:   true,
+		IsResolver: true,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Order(ctx, field)
 		},
@@ -7682,19 +7686,20 @@ func (ec *executionContext) _OrderPayload(ctx context.Context, sel ast.Selection
 		case "__typename":
 			out.Values[i] = graphql.MarshalString("OrderPayload")
 		case "order":
-			out.Values[i] = ec._OrderPayload_order(ctx, field, obj)
-			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
-			}
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._OrderPayload_order(ctx, field, obj)
+				})
 		case "events":
 			out.Values[i] = ec._OrderPayload_events(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "position":
 			out.Values[i] = ec._OrderPayload_position(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))

@@ -50,7 +50,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 var _ interface {
 	graphql.HandlerExtension
 	graphql.ResponseInterceptor
-	graphql.FieldInterceptor
 } = (*Metrics)(nil)
 
 // ExtensionName implements graphql.HandlerExtension.
@@ -74,6 +73,9 @@ func (m *Metrics) InterceptResponse(ctx context.Context, next graphql.ResponseHa
 			if oc.Operation.Name != "" {
 				opName = oc.Operation.Name
 			}
+			if oc.Operation.Operation == ast.Mutation {
+				m.countMutations(oc.Operation.SelectionSet, resp)
+			}
 		}
 	}
 	if opType != string(ast.Subscription) {
@@ -89,18 +91,27 @@ func (m *Metrics) InterceptResponse(ctx context.Context, next graphql.ResponseHa
 	return resp
 }
 
-// InterceptField counts mutations by field and outcome.
-func (m *Metrics) InterceptField(ctx context.Context, next graphql.Resolver) (any, error) {
-	res, err := next(ctx)
-	fc := graphql.GetFieldContext(ctx)
-	if fc != nil && fc.Object == "Mutation" {
-		outcome := "ok"
-		if err != nil {
-			outcome = "error"
+// countMutations counts each mutation field of a response by outcome; a
+// field failed when an error's path starts at it.
+func (m *Metrics) countMutations(set ast.SelectionSet, resp *graphql.Response) {
+	for _, sel := range set {
+		f, ok := sel.(*ast.Field)
+		if !ok {
+			continue
 		}
-		m.mutations.WithLabelValues(fc.Field.Name, outcome).Inc()
+		key := f.Alias
+		if key == "" {
+			key = f.Name
+		}
+		outcome := "ok"
+		for _, e := range resp.Errors {
+			if len(e.Path) > 0 && e.Path[0] == ast.PathName(key) {
+				outcome = "error"
+				break
+			}
+		}
+		m.mutations.WithLabelValues(f.Name, outcome).Inc()
 	}
-	return res, err
 }
 
 func (m *Metrics) socketOpened() {

@@ -185,6 +185,11 @@ func (r *orderResolver) AsOf(ctx context.Context, obj *model.Order, revision *in
 }
 
 // Order is the resolver for the order field.
+func (r *orderPayloadResolver) Order(ctx context.Context, obj *model.OrderPayload) (*model.Order, error) {
+	return r.payloadOrder(ctx, obj)
+}
+
+// Order is the resolver for the order field.
 func (r *queryResolver) Order(ctx context.Context, id string, minPosition *model.Position) (*model.Order, error) {
 	if err := r.waitFor(ctx, minPosition); err != nil {
 		return nil, err
@@ -310,6 +315,9 @@ func (r *Resolver) Mutation() MutationResolver { return &mutationResolver{r} }
 // Order returns OrderResolver implementation.
 func (r *Resolver) Order() OrderResolver { return &orderResolver{r} }
 
+// OrderPayload returns OrderPayloadResolver implementation.
+func (r *Resolver) OrderPayload() OrderPayloadResolver { return &orderPayloadResolver{r} }
+
 // Query returns QueryResolver implementation.
 func (r *Resolver) Query() QueryResolver { return &queryResolver{r} }
 
@@ -320,6 +328,7 @@ type (
 	customerResolver     struct{ *Resolver }
 	mutationResolver     struct{ *Resolver }
 	orderResolver        struct{ *Resolver }
+	orderPayloadResolver struct{ *Resolver }
 	queryResolver        struct{ *Resolver }
 	subscriptionResolver struct{ *Resolver }
 )

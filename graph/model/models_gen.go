@@ -169,15 +169,6 @@ type OrderItemInput struct {
 	UnitPrice string `json:"unitPrice"`
 }
 
-type OrderPayload struct {
-	// The order as the read model shows it after this command; null (with a STALE_READ error) if it could not catch up in time.
-	Order *Order `json:"order,omitempty"`
-	// The events this command appended (for a retried command: the original ones).
-	Events []*HistoryEvent `json:"events"`
-	// Position of the command's last event.
-	Position Position `json:"position"`
-}
-
 // An order's state rebuilt from its events.
 type OrderState struct {
 	ID           string       `json:"id"`

@@ -37,6 +37,7 @@ import (
 	"github.com/google/uuid"
 	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver used by backup
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/cors"
 
@@ -1002,6 +1003,6 @@ func newMetrics() *metrics {
 			Help: "Time from an event's commit to its projection, for the last batch.",
 		}),
 	}
-	m.registry.MustRegister(m.projectionLag, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	m.registry.MustRegister(m.projectionLag, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strconv"
-	"time"
 
 	"github.com/google/uuid"
 
@@ -139,11 +138,4 @@ func (r *Resolver) pageSize(first *int) (int, error) {
 		return 0, badInput("first must be between 0 and " + strconv.Itoa(limit))
 	}
 	return n, nil
-}
-
-func (r *Resolver) now() time.Time {
-	if r.Now != nil {
-		return r.Now()
-	}
-	return time.Now()
 }

@@ -68,6 +68,4 @@ type Deps struct {
 	Logger   *slog.Logger
 	// MaxPageSize bounds `first` on every connection; 0 means 100.
 	MaxPageSize int
-	// Now returns the current time; nil means time.Now.
-	Now func() time.Time
 }

@@ -513,8 +513,16 @@ func pingStore(ctx context.Context, conn *eventing.Conn) error {
 // rebuilt one can be swapped in while the service runs.
 type liveReads struct{ *readstore.Live }
 
+// WaitFor waits on the current read model and follows a rebuild's swap:
+// the replaced model is closed, and the wait goes on on its successor.
 func (l liveReads) WaitFor(ctx context.Context, position uint64) error {
-	return l.Current().WaitFor(ctx, position)
+	for {
+		s := l.Current()
+		err := s.WaitFor(ctx, position)
+		if !errors.Is(err, readstore.ErrClosed) || l.Current() == s {
+			return err
+		}
+	}
 }
 
 func (l liveReads) Order(ctx context.Context, id string) (readstore.Order, error) {
@@ -564,14 +572,7 @@ func (p *projector) Checkpoint(ctx context.Context) (uint64, error) {
 }
 
 func (p *projector) HandleBatch(ctx context.Context, events []eventing.Envelope, checkpoint uint64) error {
-	batch := make([]readstore.Event, len(events))
-	for i, e := range events {
-		batch[i] = readstore.Event{
-			Position: e.Position, Stream: e.Stream, Revision: e.Revision, EventID: e.EventID,
-			Type: e.Type, RecordedAt: e.RecordedAt, Metadata: e.RawMeta, Data: e.Data,
-			Event: e.Event, DecodeErr: e.DecodeErr,
-		}
-	}
+	batch := toReadEvents(events)
 	p.gate.Lock()
 	defer p.gate.Unlock()
 	_, err := p.live.Current().Apply(ctx, batch, checkpoint)
@@ -583,6 +584,19 @@ func (p *projector) HandleBatch(ctx context.Context, events []eventing.Envelope,
 		p.metrics.projectionLag.Set(time.Since(events[len(events)-1].RecordedAt).Seconds())
 	}
 	return nil
+}
+
+// toReadEvents converts decoded store events to the read model's input.
+func toReadEvents(events []eventing.Envelope) []readstore.Event {
+	batch := make([]readstore.Event, len(events))
+	for i, e := range events {
+		batch[i] = readstore.Event{
+			Position: e.Position, Stream: e.Stream, Revision: e.Revision, EventID: e.EventID,
+			Type: e.Type, RecordedAt: e.RecordedAt, Metadata: e.RawMeta, Data: e.Data,
+			Event: e.Event, DecodeErr: e.DecodeErr,
+		}
+	}
+	return batch
 }
 
 // readModelPointer names the file, in the data directory, that holds the
@@ -707,12 +721,28 @@ func (rb *rebuilder) Rebuild(ctx context.Context) (graph.RebuildReport, error) {
 	if err != nil {
 		return graph.RebuildReport{}, err
 	}
-	// The fresh model has applied every event up to target, and none lies
-	// between target and prevCP, so it may take prevCP as its checkpoint.
-	if _, err := fresh.Apply(ctx, nil, prevCP); err != nil {
-		return graph.RebuildReport{}, fmt.Errorf("rebuild: align checkpoint: %w", err)
+	freshCP, err := fresh.Checkpoint(ctx)
+	if err != nil {
+		return graph.RebuildReport{}, err
 	}
-	rep := graph.RebuildReport{PreviousCheckpoint: prevCP, Events: int(freshProj.applied.Load())}
+	if freshCP < prevCP {
+		// The fresh model has applied every event up to target, and none
+		// lies between target and prevCP, so it may take prevCP as its
+		// checkpoint.
+		if _, err := fresh.Apply(ctx, nil, prevCP); err != nil {
+			return graph.RebuildReport{}, fmt.Errorf("rebuild: align checkpoint: %w", err)
+		}
+	} else if freshCP > prevCP {
+		// The fresh model ran ahead while the live one was paused; bring
+		// the live one to the same point, so the two can be compared.
+		if err := rb.applyRange(ctx, prev, prevCP, freshCP); err != nil {
+			return graph.RebuildReport{}, fmt.Errorf("rebuild: align checkpoint: %w", err)
+		}
+	}
+	rep := graph.RebuildReport{Events: int(freshProj.applied.Load())}
+	if rep.PreviousCheckpoint, err = prev.Checkpoint(ctx); err != nil {
+		return graph.RebuildReport{}, err
+	}
 	if rep.Checkpoint, err = fresh.Checkpoint(ctx); err != nil {
 		return graph.RebuildReport{}, err
 	}
@@ -741,6 +771,42 @@ func (rb *rebuilder) Rebuild(ctx context.Context) (graph.RebuildReport, error) {
 	rb.logger.Info("read model rebuilt", "file", filepath.Base(path), "events", rep.Events,
 		"checkpoint", rep.Checkpoint, "hash", rep.Hash, "previousHash", rep.PreviousHash, "duration", rep.Duration)
 	return rep, nil
+}
+
+// applyRange applies to s the order events of $all in (from, to], with
+// to as the checkpoint.
+func (rb *rebuilder) applyRange(ctx context.Context, s *readstore.Store, from, to uint64) error {
+	client := rb.client.Client()
+	rs, err := client.ReadAll(ctx, esdb.ReadAllOptions{From: esdb.Position{Commit: from, Prepare: from}}, ^uint64(0))
+	if err != nil {
+		rb.client.Observe(client, err)
+		return err
+	}
+	defer rs.Close()
+	var batch []eventing.Envelope
+	for {
+		ev, err := rs.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			rb.client.Observe(client, err)
+			return err
+		}
+		if ev.Event == nil || ev.Event.Position.Commit <= from {
+			continue
+		}
+		if ev.Event.Position.Commit > to {
+			break
+		}
+		if !strings.HasPrefix(ev.Event.StreamID, eventing.OrderStreamPrefix) {
+			continue
+		}
+		env, _ := rb.codec.DecodeResolved(ev) // DecodeErr travels in env
+		batch = append(batch, env)
+	}
+	_, err = s.Apply(ctx, toReadEvents(batch), to)
+	return err
 }
 
 // waitUntil waits until s has applied every event up to position.

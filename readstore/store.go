@@ -254,6 +254,8 @@ func (s *Store) WaitFor(ctx context.Context, position uint64) error {
 		}
 		select {
 		case <-ch:
+		case <-s.done:
+			return ErrClosed
 		case <-timer.C:
 			return fmt.Errorf("%w: at %d after %s, want %d (%d behind)", ErrStale, cp, s.opts.WaitTimeout, position, position-cp)
 		case <-ctx.Done():

@@ -1,0 +1,412 @@
+package embedded_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"github.com/EventStore/EventStore-Client-Go/v4/protos/streams"
+	"github.com/google/uuid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/ordertrail/ordertrail/eventing/embedded"
+)
+
+// Benchmarks of the embedded store through the official client, next to
+// baselines measured in the same run:
+//
+//	go test -run '^$' -bench . -benchtime 2s ./eventing/embedded/
+//
+// Compare AppendSerial with BaselineNoopAppendSerial (gRPC + client cost)
+// and BaselineSQLiteSingleCommit (one fsync per commit); Append32Writers with
+// BaselineNoopAppend32Writers and BaselineSQLiteBatchedInsert (what group
+// commit can reach); ReadAll with BaselineSQLiteSequentialRead.
+
+// benchPayload is a 91-byte JSON body, the size used by the research runs.
+var benchPayload = []byte(`{"orderId":"3f1c2a9e-6a51-4c1e-9d2f-0b7e4f1a2c3d","status":"placed","amount":1299,"n":1}`)
+
+func benchEvent() esdb.EventData {
+	return esdb.EventData{EventID: uuid.New(), EventType: "OrderPlaced", ContentType: esdb.ContentTypeJson, Data: benchPayload}
+}
+
+func benchClient(b *testing.B, conn string) *esdb.Client {
+	b.Helper()
+	cfg, err := esdb.ParseConnectionString(conn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg.Logger = esdb.NoopLogging()
+	c, err := esdb.NewClient(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return c
+}
+
+func benchServer(b *testing.B) *embedded.Server {
+	b.Helper()
+	srv, err := embedded.Start(context.Background(), embedded.Config{Dir: b.TempDir(), Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { srv.Close() })
+	return srv
+}
+
+// appendLoop runs b.N single-event appends from the given number of
+// goroutines, each on its own stream, through one shared client.
+func appendLoop(b *testing.B, c *esdb.Client, writers int) {
+	ctx := context.Background()
+	// Warm up the connection outside the timer.
+	if _, err := c.AppendToStream(ctx, "warmup", esdb.AppendToStreamOptions{}, benchEvent()); err != nil {
+		b.Fatal(err)
+	}
+	var left atomic.Int64
+	left.Store(int64(b.N))
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stream := fmt.Sprintf("bench-%d", w)
+			for left.Add(-1) >= 0 {
+				if _, err := c.AppendToStream(ctx, stream, esdb.AppendToStreamOptions{}, benchEvent()); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
+}
+
+func BenchmarkAppendSerial(b *testing.B) {
+	appendLoop(b, benchClient(b, benchServer(b).ConnectionString()), 1)
+}
+
+func BenchmarkAppend32Writers(b *testing.B) {
+	appendLoop(b, benchClient(b, benchServer(b).ConnectionString()), 32)
+}
+
+// BenchmarkBaselineNoopAppendSerial is the same client and gRPC stack with
+// an Append handler that stores nothing.
+func BenchmarkBaselineNoopAppendSerial(b *testing.B) {
+	appendLoop(b, benchClient(b, noopServer(b)), 1)
+}
+
+func BenchmarkBaselineNoopAppend32Writers(b *testing.B) {
+	appendLoop(b, benchClient(b, noopServer(b)), 32)
+}
+
+type noopStreams struct {
+	streams.UnimplementedStreamsServer
+}
+
+func (noopStreams) Append(srv streams.Streams_AppendServer) error {
+	for {
+		if _, err := srv.Recv(); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return err
+		}
+	}
+	return srv.SendAndClose(&streams.AppendResp{Result: &streams.AppendResp_Success_{Success: &streams.AppendResp_Success{
+		CurrentRevisionOption: &streams.AppendResp_Success_CurrentRevision{CurrentRevision: 0},
+		PositionOption: &streams.AppendResp_Success_Position{Position: &streams.AppendResp_Position{
+			CommitPosition: 1, PreparePosition: 1,
+		}},
+	}}})
+}
+
+// noopServer serves noopStreams with the embedded store's gRPC options and
+// returns its connection string.
+func noopServer(b *testing.B) string {
+	b.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := grpc.NewServer(
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5e9, PermitWithoutStream: true}),
+		grpc.MaxRecvMsgSize(17<<20),
+	)
+	streams.RegisterStreamsServer(s, noopStreams{})
+	go s.Serve(lis)
+	b.Cleanup(s.Stop)
+	return "esdb://" + lis.Addr().String() + "?tls=false"
+}
+
+func BenchmarkReadAll(b *testing.B) {
+	const n = 20_000
+	srv := benchServer(b)
+	c := benchClient(b, srv.ConnectionString())
+	ctx := context.Background()
+	batch := make([]esdb.EventData, 100)
+	for i := 0; i < n; i += len(batch) {
+		for j := range batch {
+			batch[j] = benchEvent()
+		}
+		if _, err := c.AppendToStream(ctx, fmt.Sprintf("order-%d", i), esdb.AppendToStreamOptions{}, batch...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for range b.N {
+		got, err := readAllOf(c.ReadAll(ctx, esdb.ReadAllOptions{}, n))
+		if err != nil || len(got) != n {
+			b.Fatalf("ReadAll: %d events, %v", len(got), err)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+func openRaw(b *testing.B) *sql.DB {
+	b.Helper()
+	db, err := sql.Open("sqlite3", "file:"+filepath.Join(b.TempDir(), "raw.db")+"?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=5000")
+	if err != nil {
+		b.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	b.Cleanup(func() { db.Close() })
+	if _, err := db.Exec(`CREATE TABLE events (position INTEGER PRIMARY KEY, stream TEXT NOT NULL, revision INTEGER NOT NULL,
+		id BLOB NOT NULL, type TEXT NOT NULL, content_type TEXT NOT NULL, created INTEGER NOT NULL, data BLOB NOT NULL, meta BLOB NOT NULL);
+		CREATE UNIQUE INDEX events_stream_revision ON events (stream, revision);`); err != nil {
+		b.Fatal(err)
+	}
+	return db
+}
+
+// rawInsert inserts n rows, commitEvery rows per FULL-synchronous commit.
+func rawInsert(b *testing.B, db *sql.DB, n, commitEvery int) {
+	id := uuid.New()
+	for i := 0; i < n; {
+		tx, err := db.Begin()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for j := 0; j < commitEvery && i < n; j++ {
+			if _, err := tx.Exec("INSERT INTO events (stream, revision, id, type, content_type, created, data, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+				"raw", i, id[:], "OrderPlaced", "application/json", 0, benchPayload, []byte{}); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+		if err := tx.Commit(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkBaselineSQLiteSingleCommit is one row per FULL commit: the cost
+// of an fsync, the floor for serial appends.
+func BenchmarkBaselineSQLiteSingleCommit(b *testing.B) {
+	db := openRaw(b)
+	b.ResetTimer()
+	rawInsert(b, db, b.N, 1)
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// BenchmarkBaselineSQLiteBatchedInsert is 100 rows per commit.
+func BenchmarkBaselineSQLiteBatchedInsert(b *testing.B) {
+	db := openRaw(b)
+	b.ResetTimer()
+	rawInsert(b, db, b.N, 100)
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// BenchmarkBaselineSQLiteSequentialRead scans the same rows BenchmarkReadAll
+// returns, without gRPC.
+func BenchmarkBaselineSQLiteSequentialRead(b *testing.B) {
+	const n = 20_000
+	db := openRaw(b)
+	rawInsert(b, db, n, 1000)
+	b.ResetTimer()
+	for range b.N {
+		rows, err := db.Query("SELECT position, stream, revision, id, type, content_type, created, data, meta FROM events ORDER BY position")
+		if err != nil {
+			b.Fatal(err)
+		}
+		count := 0
+		for rows.Next() {
+			var pos, rev, created int64
+			var stream, typ, ct string
+			var id, data, meta []byte
+			if err := rows.Scan(&pos, &stream, &rev, &id, &typ, &ct, &created, &data, &meta); err != nil {
+				b.Fatal(err)
+			}
+			count++
+		}
+		if err := rows.Err(); err != nil || count != n {
+			b.Fatalf("read %d rows, %v", count, err)
+		}
+		rows.Close()
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkInterleaved measures the embedded store and its baselines in
+// alternating slices of the same run, so load from other processes hits all
+// of them alike; it reports each one's cost and the ratios.
+func BenchmarkInterleaved(b *testing.B) {
+	ctx := context.Background()
+	b.Run("serial", func(b *testing.B) {
+		emb := benchClient(b, benchServer(b).ConnectionString())
+		noop := benchClient(b, noopServer(b))
+		db := openRaw(b)
+		for _, c := range []*esdb.Client{emb, noop} {
+			if _, err := c.AppendToStream(ctx, "warmup", esdb.AppendToStreamOptions{}, benchEvent()); err != nil {
+				b.Fatal(err)
+			}
+		}
+		var tEmb, tNoop, tRaw time.Duration
+		b.ResetTimer()
+		for i := range b.N {
+			t0 := time.Now()
+			if _, err := emb.AppendToStream(ctx, "s", esdb.AppendToStreamOptions{}, benchEvent()); err != nil {
+				b.Fatal(err)
+			}
+			t1 := time.Now()
+			if _, err := noop.AppendToStream(ctx, "s", esdb.AppendToStreamOptions{}, benchEvent()); err != nil {
+				b.Fatal(err)
+			}
+			t2 := time.Now()
+			rawInsertAt(b, db, i, 1)
+			t3 := time.Now()
+			tEmb, tNoop, tRaw = tEmb+t1.Sub(t0), tNoop+t2.Sub(t1), tRaw+t3.Sub(t2)
+		}
+		reportRatios(b, b.N, tEmb, tNoop, tRaw, "noop-grpc", "sqlite-1-row-commit")
+	})
+	b.Run("32writers", func(b *testing.B) {
+		emb := benchClient(b, benchServer(b).ConnectionString())
+		noop := benchClient(b, noopServer(b))
+		db := openRaw(b)
+		const slice = 640
+		var tEmb, tNoop, tRaw time.Duration
+		done := 0
+		b.ResetTimer()
+		for done < b.N {
+			n := min(slice, b.N-done)
+			tEmb += timeParallel(b, emb, n)
+			tNoop += timeParallel(b, noop, n)
+			t0 := time.Now()
+			rawInsertAt(b, db, done, n)
+			tRaw += time.Since(t0)
+			done += n
+		}
+		reportRatios(b, b.N, tEmb, tNoop, tRaw, "noop-grpc", "sqlite-batched-insert")
+	})
+	b.Run("readall", func(b *testing.B) {
+		const n = 10_000
+		srv := benchServer(b)
+		emb := benchClient(b, srv.ConnectionString())
+		batch := make([]esdb.EventData, 100)
+		for i := 0; i < n; i += len(batch) {
+			for j := range batch {
+				batch[j] = benchEvent()
+			}
+			if _, err := emb.AppendToStream(ctx, fmt.Sprintf("order-%d", i), esdb.AppendToStreamOptions{}, batch...); err != nil {
+				b.Fatal(err)
+			}
+		}
+		db := openRaw(b)
+		rawInsert(b, db, n, 1000)
+		var tEmb, tRaw time.Duration
+		b.ResetTimer()
+		for range b.N {
+			t0 := time.Now()
+			got, err := readAllOf(emb.ReadAll(ctx, esdb.ReadAllOptions{}, n))
+			if err != nil || len(got) != n {
+				b.Fatalf("ReadAll: %d events, %v", len(got), err)
+			}
+			t1 := time.Now()
+			rawScan(b, db, n)
+			tEmb, tRaw = tEmb+t1.Sub(t0), tRaw+time.Since(t1)
+		}
+		b.ReportMetric(float64(tEmb.Nanoseconds())/float64(b.N*n), "embedded-ns/event")
+		b.ReportMetric(float64(tRaw.Nanoseconds())/float64(b.N*n), "sqlite-scan-ns/event")
+		b.ReportMetric(float64(tEmb)/float64(tRaw), "x-sqlite-scan")
+	})
+}
+
+func reportRatios(b *testing.B, n int, emb, base1, base2 time.Duration, name1, name2 string) {
+	b.ReportMetric(float64(emb.Nanoseconds())/float64(n), "embedded-ns/append")
+	b.ReportMetric(float64(base1.Nanoseconds())/float64(n), name1+"-ns/append")
+	b.ReportMetric(float64(base2.Nanoseconds())/float64(n), name2+"-ns/row")
+	b.ReportMetric(float64(emb)/float64(base1), "x-"+name1)
+	b.ReportMetric(float64(emb)/float64(base2), "x-"+name2)
+}
+
+// timeParallel runs n single-event appends from 32 goroutines.
+func timeParallel(b *testing.B, c *esdb.Client, n int) time.Duration {
+	var left atomic.Int64
+	left.Store(int64(n))
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for w := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for left.Add(-1) >= 0 {
+				if _, err := c.AppendToStream(context.Background(), fmt.Sprintf("w-%d", w), esdb.AppendToStreamOptions{}, benchEvent()); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(t0)
+}
+
+// rawInsertAt inserts n rows in one FULL commit, revisions from start on.
+func rawInsertAt(b *testing.B, db *sql.DB, start, n int) {
+	tx, err := db.Begin()
+	if err != nil {
+		b.Fatal(err)
+	}
+	id := uuid.New()
+	for i := start; i < start+n; i++ {
+		if _, err := tx.Exec("INSERT INTO events (stream, revision, id, type, content_type, created, data, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+			"raw", i, id[:], "OrderPlaced", "application/json", 0, benchPayload, []byte{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func rawScan(b *testing.B, db *sql.DB, n int) {
+	rows, err := db.Query("SELECT position, stream, revision, id, type, content_type, created, data, meta FROM events ORDER BY position")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rows.Close()
+	count := 0
+	for rows.Next() {
+		var pos, rev, created int64
+		var stream, typ, ct string
+		var id, data, meta []byte
+		if err := rows.Scan(&pos, &stream, &rev, &id, &typ, &ct, &created, &data, &meta); err != nil {
+			b.Fatal(err)
+		}
+		count++
+	}
+	if err := rows.Err(); err != nil || count != n {
+		b.Fatalf("scanned %d rows, %v", count, err)
+	}
+}

@@ -1,0 +1,469 @@
+package embedded
+
+import (
+	"context"
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/EventStore/EventStore-Client-Go/v4/protos/shared"
+	"github.com/EventStore/EventStore-Client-Go/v4/protos/streams"
+	"github.com/google/uuid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+const (
+	pageSize          = 512
+	defaultSearchWind = 32
+)
+
+// filter is a server-side $all filter on stream name or event type.
+type filter struct {
+	onType   bool
+	prefixes []string
+	re       *regexp.Regexp
+	interval uint64 // checkpoint every interval scanned events
+}
+
+func newFilter(fo *streams.ReadReq_Options_FilterOptions) (*filter, error) {
+	if fo == nil {
+		return nil, nil
+	}
+	f := &filter{}
+	var expr *streams.ReadReq_Options_FilterOptions_Expression
+	switch v := fo.GetFilter().(type) {
+	case *streams.ReadReq_Options_FilterOptions_StreamIdentifier:
+		expr = v.StreamIdentifier
+	case *streams.ReadReq_Options_FilterOptions_EventType:
+		expr, f.onType = v.EventType, true
+	default:
+		return nil, status.Error(codes.InvalidArgument, "filter needs a stream identifier or event type expression")
+	}
+	f.prefixes = expr.GetPrefix()
+	if len(f.prefixes) == 0 {
+		re, err := regexp.Compile(expr.GetRegex())
+		if err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "invalid filter regex %q: %v", expr.GetRegex(), err)
+		}
+		f.re = re
+	}
+	window := uint64(defaultSearchWind)
+	if m, ok := fo.GetWindow().(*streams.ReadReq_Options_FilterOptions_Max); ok && m.Max > 0 {
+		window = uint64(m.Max)
+	}
+	mult := uint64(fo.GetCheckpointIntervalMultiplier())
+	if mult == 0 {
+		mult = 1
+	}
+	f.interval = window * mult
+	return f, nil
+}
+
+func (f *filter) match(r *record) bool {
+	if f == nil {
+		return true
+	}
+	s := r.stream
+	if f.onType {
+		s = r.typ
+	}
+	if f.re != nil {
+		return f.re.MatchString(s)
+	}
+	for _, p := range f.prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func eventResp(r *record, uuidString bool) *streams.ReadResp {
+	contentType := r.contentType
+	if contentType == "" {
+		contentType = "application/octet-stream"
+	}
+	return &streams.ReadResp{Content: &streams.ReadResp_Event{Event: &streams.ReadResp_ReadEvent{
+		Event: &streams.ReadResp_ReadEvent_RecordedEvent{
+			Id:               uuidProto(r.id, uuidString),
+			StreamIdentifier: &shared.StreamIdentifier{StreamName: []byte(r.stream)},
+			StreamRevision:   uint64(r.rev),
+			PreparePosition:  r.pos,
+			CommitPosition:   r.pos,
+			Metadata: map[string]string{
+				"type":         r.typ,
+				"content-type": contentType,
+				"created":      strconv.FormatInt(r.created, 10),
+			},
+			CustomMetadata: r.meta,
+			Data:           r.data,
+		},
+		Position: &streams.ReadResp_ReadEvent_CommitPosition{CommitPosition: r.pos},
+	}}}
+}
+
+// Read serves count reads and subscriptions of a stream or $all.
+func (h *streamsService) Read(req *streams.ReadReq, srv streams.Streams_ReadServer) error {
+	o := req.GetOptions()
+	if o == nil {
+		return status.Error(codes.InvalidArgument, "read options are required")
+	}
+	f, err := newFilter(o.GetFilter())
+	if err != nil {
+		return err
+	}
+	uuidString := o.GetUuidOption().GetString_() != nil
+	backwards := o.GetReadDirection() == streams.ReadReq_Options_Backwards
+	sub := o.GetSubscription() != nil
+	switch so := o.GetStreamOption().(type) {
+	case *streams.ReadReq_Options_Stream:
+		name := string(so.Stream.GetStreamIdentifier().GetStreamName())
+		if name == "" {
+			return status.Error(codes.InvalidArgument, "stream name is required")
+		}
+		if sub {
+			return h.subscribeStream(srv, name, so.Stream, uuidString)
+		}
+		return h.readStream(srv, name, so.Stream, backwards, o.GetCount(), uuidString)
+	case *streams.ReadReq_Options_All:
+		if sub {
+			return h.subscribeAll(srv, so.All, f, uuidString)
+		}
+		return h.readAll(srv, so.All, backwards, o.GetCount(), f, uuidString)
+	default:
+		return status.Error(codes.InvalidArgument, "read needs a stream or $all")
+	}
+}
+
+func clampCount(n uint64) int64 {
+	if n > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(n)
+}
+
+func (h *streamsService) readStream(srv streams.Streams_ReadServer, name string, so *streams.ReadReq_Options_StreamOptions, backwards bool, count uint64, uuidString bool) error {
+	ctx := srv.Context()
+	committed, s := h.st.view(name)
+	if base, ok := metaStreamOf(name); ok {
+		if b := h.st.stream(base); b != nil && b.tombstoned {
+			return deletedError(ctx, name)
+		}
+	}
+	if s != nil && s.tombstoned {
+		return deletedError(ctx, name)
+	}
+	if s == nil || s.lastRev < 0 || s.softDeleted() {
+		return srv.Send(&streams.ReadResp{Content: &streams.ReadResp_StreamNotFound_{StreamNotFound: &streams.ReadResp_StreamNotFound{
+			StreamIdentifier: &shared.StreamIdentifier{StreamName: []byte(name)},
+		}}})
+	}
+	// Lowest visible revision under $tb, $maxCount and the implicit
+	// $maxCount=1 of metadata streams.
+	low := int64(0)
+	if s.meta.tb > low {
+		low = s.meta.tb
+	}
+	maxCount := s.meta.maxCount
+	if _, ok := metaStreamOf(name); ok {
+		maxCount = 1
+	}
+	if maxCount > 0 && s.lastRev-maxCount+1 > low {
+		low = s.lastRev - maxCount + 1
+	}
+	minCreated := int64(math.MinInt64)
+	if s.meta.maxAge > 0 {
+		minCreated = h.st.nowTicks() - s.meta.maxAge*10_000_000
+	}
+
+	remaining := clampCount(count)
+	var from int64
+	switch v := so.GetRevisionOption().(type) {
+	case *streams.ReadReq_Options_StreamOptions_Revision:
+		if v.Revision > math.MaxInt64 {
+			from = math.MaxInt64
+		} else {
+			from = int64(v.Revision)
+		}
+	case *streams.ReadReq_Options_StreamOptions_End:
+		from = math.MaxInt64
+	default:
+		from = 0 // backwards from Start reads revision 0 only
+	}
+	if !backwards && from < low {
+		from = low
+	}
+	for remaining > 0 {
+		limit := min(remaining, pageSize)
+		var page []record
+		var err error
+		if backwards {
+			page, err = h.st.query(ctx, "WHERE stream = ? AND revision <= ? AND revision >= ? AND position <= ? AND created >= ? ORDER BY revision DESC LIMIT ?",
+				name, from, low, int64(committed), minCreated, limit)
+		} else {
+			page, err = h.st.query(ctx, "WHERE stream = ? AND revision >= ? AND position <= ? AND created >= ? ORDER BY revision LIMIT ?",
+				name, from, int64(committed), minCreated, limit)
+		}
+		if err != nil {
+			return status.Error(codes.Internal, err.Error())
+		}
+		for i := range page {
+			if err := srv.Send(eventResp(&page[i], uuidString)); err != nil {
+				return err
+			}
+		}
+		remaining -= int64(len(page))
+		if int64(len(page)) < limit {
+			return nil
+		}
+		last := page[len(page)-1].rev
+		if backwards {
+			if last <= low {
+				return nil
+			}
+			from = last - 1
+		} else {
+			from = last + 1
+		}
+	}
+	return nil
+}
+
+func (h *streamsService) readAll(srv streams.Streams_ReadServer, ao *streams.ReadReq_Options_AllOptions, backwards bool, count uint64, f *filter, uuidString bool) error {
+	ctx := srv.Context()
+	committed, _ := h.st.snapshot()
+	// Forwards from P is inclusive, backwards from P exclusive (as the real
+	// server); cursor holds the first/last position still to be read.
+	var cursor uint64
+	switch v := ao.GetAllOption().(type) {
+	case *streams.ReadReq_Options_AllOptions_Position:
+		cursor = v.Position.GetCommitPosition()
+		if backwards {
+			if cursor == 0 {
+				return nil
+			}
+			cursor--
+		}
+	case *streams.ReadReq_Options_AllOptions_End:
+		if !backwards {
+			return nil
+		}
+		cursor = committed
+	default:
+		if backwards {
+			return nil
+		}
+		cursor = 0
+	}
+	if cursor > committed && backwards {
+		cursor = committed
+	}
+	if cursor > math.MaxInt64 {
+		cursor = math.MaxInt64
+	}
+	remaining := clampCount(count)
+	for remaining > 0 {
+		var page []record
+		var err error
+		if backwards {
+			page, err = h.st.query(ctx, "WHERE position <= ? ORDER BY position DESC LIMIT ?", int64(cursor), pageSize)
+		} else {
+			page, err = h.st.query(ctx, "WHERE position >= ? AND position <= ? ORDER BY position LIMIT ?", int64(cursor), int64(committed), pageSize)
+		}
+		if err != nil {
+			return status.Error(codes.Internal, err.Error())
+		}
+		for i := range page {
+			if !f.match(&page[i]) {
+				continue
+			}
+			if err := srv.Send(eventResp(&page[i], uuidString)); err != nil {
+				return err
+			}
+			if remaining--; remaining == 0 {
+				return nil
+			}
+		}
+		if len(page) < pageSize {
+			return nil
+		}
+		last := page[len(page)-1].pos
+		if backwards {
+			if last <= 1 {
+				return nil
+			}
+			cursor = last - 1
+		} else {
+			cursor = last + 1
+		}
+	}
+	return nil
+}
+
+func confirm(srv streams.Streams_ReadServer) error {
+	return srv.Send(&streams.ReadResp{Content: &streams.ReadResp_Confirmation{Confirmation: &streams.ReadResp_SubscriptionConfirmation{
+		SubscriptionId: uuid.NewString(),
+	}}})
+}
+
+var caughtUpResp = &streams.ReadResp{Content: &streams.ReadResp_CaughtUp_{CaughtUp: &streams.ReadResp_CaughtUp{}}}
+
+// wait blocks until the next commit, the end of the call or server shutdown.
+func (h *streamsService) wait(ctx context.Context, notify <-chan struct{}) error {
+	select {
+	case <-notify:
+		return nil
+	case <-ctx.Done():
+		return status.FromContextError(ctx.Err()).Err()
+	case <-h.srv.closing:
+		return status.Error(codes.Unavailable, "embedded store is shutting down")
+	}
+}
+
+// subscribeAll streams $all from an exclusive start: catch-up reads, one
+// caught_up, then live reads woken by commits. The cursor is the last scanned
+// position, so catch-up and live can neither overlap nor leave a gap.
+func (h *streamsService) subscribeAll(srv streams.Streams_ReadServer, ao *streams.ReadReq_Options_AllOptions, f *filter, uuidString bool) error {
+	ctx := srv.Context()
+	committed, notify := h.st.snapshot()
+	var cursor uint64
+	switch v := ao.GetAllOption().(type) {
+	case *streams.ReadReq_Options_AllOptions_Position:
+		cursor = v.Position.GetCommitPosition()
+	case *streams.ReadReq_Options_AllOptions_End:
+		cursor = committed
+	}
+	if err := confirm(srv); err != nil {
+		return err
+	}
+	var scanned uint64
+	caughtUp := false
+	for {
+		if cursor >= committed {
+			if !caughtUp {
+				caughtUp = true
+				if err := srv.Send(caughtUpResp); err != nil {
+					return err
+				}
+			}
+			if err := h.wait(ctx, notify); err != nil {
+				return err
+			}
+			committed, notify = h.st.snapshot()
+			continue
+		}
+		page, ok := h.st.fromTail(cursor, committed, pageSize)
+		if !ok {
+			var err error
+			page, err = h.st.query(ctx, "WHERE position > ? AND position <= ? ORDER BY position LIMIT ?", int64(cursor), int64(committed), pageSize)
+			if err != nil {
+				return status.Error(codes.Internal, err.Error())
+			}
+		}
+		if len(page) == 0 {
+			cursor = committed
+			continue
+		}
+		for i := range page {
+			r := &page[i]
+			cursor = r.pos
+			if f.match(r) {
+				if err := srv.Send(eventResp(r, uuidString)); err != nil {
+					return err
+				}
+			}
+			if f != nil {
+				if scanned++; scanned >= f.interval {
+					scanned = 0
+					if err := srv.Send(&streams.ReadResp{Content: &streams.ReadResp_Checkpoint_{Checkpoint: &streams.ReadResp_Checkpoint{
+						CommitPosition: r.pos, PreparePosition: r.pos,
+					}}}); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+}
+
+// subscribeStream streams one stream from an exclusive revision.
+func (h *streamsService) subscribeStream(srv streams.Streams_ReadServer, name string, so *streams.ReadReq_Options_StreamOptions, uuidString bool) error {
+	ctx := srv.Context()
+	committed, notify := h.st.snapshot()
+	_, state := h.st.view(name)
+	after := int64(-1) // last revision already delivered or skipped
+	switch v := so.GetRevisionOption().(type) {
+	case *streams.ReadReq_Options_StreamOptions_Revision:
+		if v.Revision >= math.MaxInt64 {
+			after = math.MaxInt64
+		} else {
+			after = int64(v.Revision)
+		}
+	case *streams.ReadReq_Options_StreamOptions_End:
+		if state != nil {
+			after = state.lastRev
+		}
+	}
+	if state != nil && state.tombstoned {
+		return deletedError(ctx, name)
+	}
+	if err := confirm(srv); err != nil {
+		return err
+	}
+	caughtUp := false
+	// Once live, every event of the stream up to position seen has been
+	// delivered, so new commits can be scanned from the in-memory tail.
+	live := false
+	var seen uint64
+	for {
+		var page []record
+		more := false
+		scanned, inMemory := []record(nil), false
+		if live {
+			scanned, inMemory = h.st.fromTail(seen, committed, pageSize)
+		}
+		if inMemory {
+			for _, r := range scanned {
+				if r.stream == name && r.rev > after {
+					page = append(page, r)
+				}
+			}
+			if len(scanned) > 0 {
+				seen = scanned[len(scanned)-1].pos
+			}
+			more = len(scanned) == pageSize
+		} else {
+			var err error
+			page, err = h.st.query(ctx, "WHERE stream = ? AND revision > ? AND position <= ? ORDER BY revision LIMIT ?", name, after, int64(committed), pageSize)
+			if err != nil {
+				return status.Error(codes.Internal, err.Error())
+			}
+			more = len(page) == pageSize
+		}
+		for i := range page {
+			if page[i].rev == deletedRevision {
+				return deletedError(ctx, name) // tombstoned while subscribed
+			}
+			if err := srv.Send(eventResp(&page[i], uuidString)); err != nil {
+				return err
+			}
+			after = page[i].rev
+		}
+		if more {
+			continue
+		}
+		live, seen = true, committed
+		if !caughtUp {
+			caughtUp = true
+			if err := srv.Send(caughtUpResp); err != nil {
+				return err
+			}
+		}
+		if err := h.wait(ctx, notify); err != nil {
+			return err
+		}
+		committed, notify = h.st.snapshot()
+	}
+}

@@ -41,7 +41,7 @@ var (
 	ErrMissingReason      = rule(ErrInvalidInput, "order: a reason is required")
 	ErrMissingShipment    = rule(ErrInvalidInput, "order: carrier and tracking reference are required")
 	ErrPaymentMismatch    = rule(ErrInvalidInput, "order: payment does not match the order total")
-	ErrNoSuchEvent        = rule(ErrInvalidInput, "order: the corrected event does not exist")
+	ErrNoSuchEvent        = rule(ErrInvalidInput, "order: the corrected event does not exist or carries no amount")
 	ErrUnchangedAmount    = rule(ErrInvalidInput, "order: the corrected amount equals the current amount")
 	ErrAlreadyCreated     = rule(ErrIllegalTransition, "order: already created")
 	ErrNotCreated         = rule(ErrIllegalTransition, "order: not created")

@@ -6,6 +6,7 @@ package domain
 type Event interface {
 	// EventType returns the stable wire name stored with the event.
 	EventType() string
+	orderID() string
 	isOrderEvent()
 }
 
@@ -172,13 +173,23 @@ func (*OrderCancelled) EventType() string { return TypeOrderCancelled }
 // EventType implements Event.
 func (*OrderAmountCorrected) EventType() string { return TypeOrderAmountCorrected }
 
-func (*OrderCreated) isOrderEvent()             {}
-func (*OrderItemAdded) isOrderEvent()           {}
-func (*OrderItemRemoved) isOrderEvent()         {}
-func (*OrderItemQuantityChanged) isOrderEvent() {}
-func (*OrderConfirmed) isOrderEvent()           {}
-func (*OrderPaid) isOrderEvent()                {}
-func (*OrderShipped) isOrderEvent()             {}
-func (*OrderDelivered) isOrderEvent()           {}
-func (*OrderCancelled) isOrderEvent()           {}
-func (*OrderAmountCorrected) isOrderEvent()     {}
+func (e *OrderCreated) orderID() string             { return e.OrderID }
+func (*OrderCreated) isOrderEvent()                 {}
+func (e *OrderItemAdded) orderID() string           { return e.OrderID }
+func (*OrderItemAdded) isOrderEvent()               {}
+func (e *OrderItemRemoved) orderID() string         { return e.OrderID }
+func (*OrderItemRemoved) isOrderEvent()             {}
+func (e *OrderItemQuantityChanged) orderID() string { return e.OrderID }
+func (*OrderItemQuantityChanged) isOrderEvent()     {}
+func (e *OrderConfirmed) orderID() string           { return e.OrderID }
+func (*OrderConfirmed) isOrderEvent()               {}
+func (e *OrderPaid) orderID() string                { return e.OrderID }
+func (*OrderPaid) isOrderEvent()                    {}
+func (e *OrderShipped) orderID() string             { return e.OrderID }
+func (*OrderShipped) isOrderEvent()                 {}
+func (e *OrderDelivered) orderID() string           { return e.OrderID }
+func (*OrderDelivered) isOrderEvent()               {}
+func (e *OrderCancelled) orderID() string           { return e.OrderID }
+func (*OrderCancelled) isOrderEvent()               {}
+func (e *OrderAmountCorrected) orderID() string     { return e.OrderID }
+func (*OrderAmountCorrected) isOrderEvent()         {}

@@ -49,6 +49,9 @@ type Order struct {
 	changes      []Recorded
 	paidAmount   int64
 	cancelReason string
+	// amountRevisions are the revisions of the events that set or changed
+	// the amount: the events a correction may name.
+	amountRevisions []uint64
 }
 
 // New returns an order that does not exist yet; its first command must be
@@ -349,7 +352,7 @@ func (o *Order) CorrectAmount(correctedRevision uint64, newAmount Money, reason 
 	default:
 		return ErrCannotCorrect
 	}
-	if correctedRevision >= uint64(o.version) {
+	if !slices.Contains(o.amountRevisions, correctedRevision) {
 		return fmt.Errorf("%w: revision %d", ErrNoSuchEvent, correctedRevision)
 	}
 	if newAmount.Currency != o.currency {
@@ -374,11 +377,22 @@ func (o *Order) lineIndex(sku string) int {
 // apply changes state by one event. It is pure and total over the event
 // set: no validation, no clock, and an error for anything it does not know.
 func (o *Order) apply(e Event) error {
+	carriesAmount := false
+	switch e.(type) {
+	case *OrderCreated, *OrderItemAdded, *OrderItemRemoved, *OrderItemQuantityChanged, *OrderPaid, *OrderAmountCorrected:
+		carriesAmount = true
+	case *OrderConfirmed, *OrderShipped, *OrderDelivered, *OrderCancelled:
+	default:
+		return fmt.Errorf("%w: %T", ErrUnknownEventType, e)
+	}
+	if id := e.orderID(); id != o.id {
+		return fmt.Errorf("%w: %s", ErrWrongOrderForEvent, id)
+	}
+	if carriesAmount {
+		o.amountRevisions = append(o.amountRevisions, uint64(o.version))
+	}
 	switch e := e.(type) {
 	case *OrderCreated:
-		if e.OrderID != o.id {
-			return fmt.Errorf("%w: %s", ErrWrongOrderForEvent, e.OrderID)
-		}
 		o.customerID, o.currency, o.status = e.CustomerID, e.Currency, StatusOpen
 		o.lines = slices.Clone(e.Items)
 		o.total = e.Total

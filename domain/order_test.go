@@ -741,10 +741,10 @@ func TestCorrectAmount(t *testing.T) {
 			then:  events(corrected(0, total, 3000, "discount")),
 		},
 		{
-			name:  "corrects_last_revision",
-			given: confirmedHistory(),
-			when:  correct(1, usd(3000), "discount"),
-			then:  events(corrected(1, total, 3000, "discount")),
+			name:    "names_an_event_without_amount",
+			given:   confirmedHistory(),
+			when:    correct(1, usd(3000), "discount"),
+			wantErr: domain.ErrNoSuchEvent,
 		},
 		{
 			name:  "corrects_paid_order",

@@ -20,6 +20,8 @@ type Snapshot struct {
 	CancelReason string   `json:"cancelReason,omitempty"`
 	Version      int      `json:"version"`
 	Handled      []string `json:"handledCommands,omitempty"`
+	// AmountRevisions are the revisions a correction may name.
+	AmountRevisions []uint64 `json:"amountRevisions"`
 }
 
 // Snapshot captures the order's state, including uncommitted changes.
@@ -33,7 +35,7 @@ func (o *Order) Snapshot() Snapshot {
 		OrderID: o.id, CustomerID: o.customerID, Currency: o.currency,
 		Status: o.status, Lines: slices.Clone(o.lines), Adjustment: o.adjustment,
 		Total: o.total, PaidAmount: o.paidAmount, CancelReason: o.cancelReason,
-		Version: o.version, Handled: handled,
+		Version: o.version, Handled: handled, AmountRevisions: slices.Clone(o.amountRevisions),
 	}
 }
 
@@ -45,6 +47,7 @@ func FromSnapshot(s Snapshot, tail []Recorded) (*Order, error) {
 	o.lines = slices.Clone(s.Lines)
 	o.adjustment, o.total, o.paidAmount = s.Adjustment, s.Total, s.PaidAmount
 	o.cancelReason, o.version = s.CancelReason, s.Version
+	o.amountRevisions = slices.Clone(s.AmountRevisions)
 	for _, id := range s.Handled {
 		o.handled[id] = true
 	}

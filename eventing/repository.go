@@ -402,7 +402,7 @@ func (r *Repository) readRange(ctx context.Context, stream string, from, count u
 const (
 	snapshotStreamPrefix  = "orderSnapshot-"
 	snapshotEventType     = "OrderSnapshot"
-	snapshotSchemaVersion = 1 // the shape of domain.Snapshot
+	snapshotSchemaVersion = 2 // the shape of domain.Snapshot; 2 added amountRevisions
 	snapshotsKept         = 3
 )
 

@@ -259,6 +259,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	maxTokens := fs.int("max-tokens", "ORDERTRAIL_MAX_TOKENS", 10000, "most parser tokens per document")
 	maxAliases := fs.int("max-aliases", "ORDERTRAIL_MAX_ALIASES", 100, "most aliases per operation")
 	maxPage := fs.int("max-page-size", "ORDERTRAIL_MAX_PAGE_SIZE", 100, "largest `first` on connections")
+	requestTimeout := fs.duration("request-timeout", "ORDERTRAIL_REQUEST_TIMEOUT", 15*time.Second, "longest time an HTTP GraphQL request may take (websockets are not bounded)")
 	waitTimeout := fs.duration("read-wait", "ORDERTRAIL_READ_WAIT", 3*time.Second, "how long a query with minPosition waits for the read model")
 	snapshotEvery := fs.int("snapshot-every", "ORDERTRAIL_SNAPSHOT_EVERY", 100, "write an order snapshot every N events (negative: never)")
 	legacyCurrency := fs.string("legacy-currency", "ORDERTRAIL_LEGACY_CURRENCY", "USD", "currency of orders stored in the original schema, which had none")
@@ -311,7 +312,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	defer func() { _ = reads.Current().Close() }()
 
 	metrics := newMetrics()
-	feed := &feedStatus{}
+	feed := &feedStatus{conn: client}
 	proj := &projector{live: reads.Live, metrics: metrics}
 	rebuilder := &rebuilder{
 		path: readPath, dataDir: *store.data, client: client, codec: codec, live: reads.Live,
@@ -355,7 +356,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	})
 
 	mux := http.NewServeMux()
-	api := graph.HTTPAuth(tokenSet, limitBody(int64(*maxBody), graph.WithLoaders(reads, gql)))
+	api := graph.HTTPAuth(tokenSet, limitBody(int64(*maxBody), withTimeout(*requestTimeout, graph.WithLoaders(reads, gql))))
 	if allowed := splitList(*origins); len(allowed) > 0 {
 		api = cors.New(cors.Options{
 			AllowedOrigins:   allowed,
@@ -419,6 +420,21 @@ func hostPatterns(origins []string) []string {
 	return out
 }
 
+// withTimeout bounds plain HTTP requests, so a store that does not answer
+// turns into an UNAVAILABLE error rather than a hanging client; websocket
+// upgrades live as long as their connection.
+func withTimeout(d time.Duration, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if d <= 0 || strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
 // limitBody answers 413 for bodies over max before any parsing.
 func limitBody(max int64, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -448,8 +464,16 @@ func withRequestID(logger *slog.Logger, next http.Handler) http.Handler {
 
 // feedStatus holds the latest status of the read model's subscription.
 type feedStatus struct {
-	mu sync.Mutex
-	st eventing.SubscriptionStatus
+	conn *eventing.Conn
+	mu   sync.Mutex
+	st   eventing.SubscriptionStatus
+}
+
+// Head returns the position of the last event in the store.
+func (f *feedStatus) Head(ctx context.Context) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return headPosition(ctx, f.conn)
 }
 
 func (f *feedStatus) set(st eventing.SubscriptionStatus) {
@@ -495,18 +519,32 @@ func readiness(client *eventing.Conn, reads liveReads, feed *feedStatus) http.Ha
 
 // pingStore reads the last event of $all, which every store answers.
 func pingStore(ctx context.Context, conn *eventing.Conn) error {
+	_, err := headPosition(ctx, conn)
+	return err
+}
+
+// headPosition returns the commit position of the last event in $all, or
+// 0 when the store is empty.
+func headPosition(ctx context.Context, conn *eventing.Conn) (uint64, error) {
 	client := conn.Client()
 	rs, err := client.ReadAll(ctx, esdb.ReadAllOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
 	if err != nil {
 		conn.Observe(client, err)
-		return err
+		return 0, err
 	}
 	defer rs.Close()
-	if _, err := rs.Recv(); err != nil && !errors.Is(err, io.EOF) {
-		conn.Observe(client, err)
-		return err
+	ev, err := rs.Recv()
+	if errors.Is(err, io.EOF) {
+		return 0, nil
 	}
-	return nil
+	if err != nil {
+		conn.Observe(client, err)
+		return 0, err
+	}
+	if ev.Event == nil {
+		return 0, nil
+	}
+	return ev.Event.Position.Commit, nil
 }
 
 // liveReads answers queries from whichever read model is current, so a

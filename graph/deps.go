@@ -39,9 +39,11 @@ type Live interface {
 	SubscribeTrends(ctx context.Context, bucket readstore.Bucket, currency string) (*readstore.Subscription[readstore.Trend], error)
 }
 
-// Feed reports the state of the subscription that feeds the read model.
+// Feed reports the state of the subscription that feeds the read model
+// and the head of the store it reads.
 type Feed interface {
 	Status() eventing.SubscriptionStatus
+	Head(ctx context.Context) (uint64, error)
 }
 
 // Rebuilder rebuilds the read models from the full history.

@@ -183,6 +183,7 @@ type ComplexityRoot struct {
 		Head        func(childComplexity int) int
 		Lag         func(childComplexity int) int
 		Projection  func(childComplexity int) int
+		Since       func(childComplexity int) int
 		State       func(childComplexity int) int
 	}
 
@@ -936,6 +937,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ProjectionStatus.Projection(childComplexity), true
+	case "ProjectionStatus.since":
+		if e.ComplexityRoot.ProjectionStatus.Since == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProjectionStatus.Since(childComplexity), true
 	case "ProjectionStatus.state":
 		if e.ComplexityRoot.ProjectionStatus.State == nil {
 			break
@@ -1439,6 +1446,8 @@ func (ec *executionContext) childFields_ProjectionStatus(ctx context.Context, fi
 		return ec.fieldContext_ProjectionStatus_connected(ctx, field)
 	case "caughtUp":
 		return ec.fieldContext_ProjectionStatus_caughtUp(ctx, field)
+	case "since":
+		return ec.fieldContext_ProjectionStatus_since(ctx, field)
 	case "haltedAt":
 		return ec.fieldContext_ProjectionStatus_haltedAt(ctx, field)
 	case "error":
@@ -4640,15 +4649,15 @@ func (ec *executionContext) _ProjectionStatus_lag(ctx context.Context, field gra
 			return obj.Lag, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
-			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Position) graphql.Marshaler {
+			return ec.marshalOPosition2ᚖgithubᚗcomᚋordertrailᚋordertrailᚋgraphᚋmodelᚐPosition(ctx, selections, v)
 		},
 		true,
 		false,
 	)
 }
 func (ec *executionContext) fieldContext_ProjectionStatus_lag(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, "Int")
+	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, "Position")
 }
 
 func (ec *executionContext) _ProjectionStatus_connected(ctx context.Context, field graphql.CollectedField, obj *model.ProjectionStatus) (ret graphql.Marshaler) {
@@ -4695,6 +4704,29 @@ func (ec *executionContext) _ProjectionStatus_caughtUp(ctx context.Context, fiel
 }
 func (ec *executionContext) fieldContext_ProjectionStatus_caughtUp(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _ProjectionStatus_since(ctx context.Context, field graphql.CollectedField, obj *model.ProjectionStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProjectionStatus_since(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Since, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ProjectionStatus_since(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, "Time")
 }
 
 func (ec *executionContext) _ProjectionStatus_haltedAt(ctx context.Context, field graphql.CollectedField, obj *model.ProjectionStatus) (ret graphql.Marshaler) {
@@ -7936,6 +7968,11 @@ func (ec *executionContext) _ProjectionStatus(ctx context.Context, sel ast.Selec
 		case "caughtUp":
 			out.Values[i] = ec._ProjectionStatus_caughtUp(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "since":
+			out.Values[i] = ec._ProjectionStatus_since(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "haltedAt":

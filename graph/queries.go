@@ -76,6 +76,17 @@ func (r *Resolver) projectionStatus(ctx context.Context) (*model.ProjectionStatu
 	if r.Feed != nil {
 		fs := r.Feed.Status()
 		out.Connected, out.CaughtUp = fs.Connected, fs.CaughtUp
+		if !fs.Since.IsZero() {
+			since := fs.Since
+			out.Since = &since
+		}
+		if head, err := r.Feed.Head(ctx); err == nil {
+			h, lag := model.Position(head), model.Position(0)
+			if head > st.Checkpoint && !(fs.Connected && fs.CaughtUp) {
+				lag = model.Position(head - st.Checkpoint)
+			}
+			out.Head, out.Lag = &h, &lag
+		}
 		if !fs.Connected && fs.LastError != "" && out.Error == nil {
 			out.Error = optString("event store subscription: " + fs.LastError)
 		}

@@ -101,7 +101,7 @@ func newEnv(t testing.TB, cfg config) *env {
 	live := readstore.NewLive(store)
 	e := &env{client: c, repo: repo, store: store, live: live}
 	reads := countingReads{liveReads{live}, &e.readCalls}
-	feed := &feedStatus{}
+	feed := &feedStatus{client: c}
 
 	runCtx, cancelRun := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -149,8 +149,26 @@ func withRequestID(next http.Handler) http.Handler {
 
 // feedStatus holds the latest status of the read model's subscription.
 type feedStatus struct {
-	mu sync.Mutex
-	st eventing.SubscriptionStatus
+	client *esdb.Client
+	mu     sync.Mutex
+	st     eventing.SubscriptionStatus
+}
+
+// Head reads the position of the last event in $all.
+func (f *feedStatus) Head(ctx context.Context) (uint64, error) {
+	rs, err := f.client.ReadAll(ctx, esdb.ReadAllOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
+	if err != nil {
+		return 0, err
+	}
+	defer rs.Close()
+	ev, err := rs.Recv()
+	if errors.Is(err, io.EOF) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return ev.Event.Position.Commit, nil
 }
 
 func (f *feedStatus) set(st eventing.SubscriptionStatus) {

@@ -203,15 +203,19 @@ type ProjectionStatus struct {
 	Projection string          `json:"projection"`
 	State      ProjectionState `json:"state"`
 	Checkpoint Position        `json:"checkpoint"`
-	// Position of the last event in the store, when known.
+	// Position of the last event in the store, when the store answers.
 	Head *Position `json:"head,omitempty"`
-	// Events the read model is behind the store, when known.
-	Lag         *int      `json:"lag,omitempty"`
-	Connected   bool      `json:"connected"`
-	CaughtUp    bool      `json:"caughtUp"`
-	HaltedAt    *Position `json:"haltedAt,omitempty"`
-	Error       *string   `json:"error,omitempty"`
-	DeadLetters int       `json:"deadLetters"`
+	// How far the checkpoint is behind the head, in log positions (events on the
+	// embedded store, bytes of log on EventStoreDB); 0 once caught up.
+	Lag *Position `json:"lag,omitempty"`
+	// Whether the read model's subscription to the store is up.
+	Connected bool `json:"connected"`
+	CaughtUp  bool `json:"caughtUp"`
+	// Since when the subscription has been in its current state.
+	Since       *time.Time `json:"since,omitempty"`
+	HaltedAt    *Position  `json:"haltedAt,omitempty"`
+	Error       *string    `json:"error,omitempty"`
+	DeadLetters int        `json:"deadLetters"`
 }
 
 type Query struct {

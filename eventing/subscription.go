@@ -285,9 +285,22 @@ func (s *subscriber) run(ctx context.Context) error {
 				timeout = timer.C
 			}
 		case ev.CheckPointReached != nil:
+			// A checkpoint arrives every few dozen scanned events; it joins
+			// the pending batch rather than cutting it short, so catching up
+			// still applies full batches.
 			b.scanned = max(b.scanned, ev.CheckPointReached.Commit)
-			if err := flush(); err != nil {
-				return err
+			switch {
+			case len(b.events) == 0 && caughtUp:
+				if err := flush(); err != nil {
+					return err
+				}
+			case timeout == nil:
+				if timer == nil {
+					timer = time.NewTimer(s.opts.BatchWait)
+				} else {
+					timer.Reset(s.opts.BatchWait)
+				}
+				timeout = timer.C
 			}
 		case ev.CaughtUp != nil:
 			caughtUp = true

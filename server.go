@@ -526,6 +526,24 @@ func pingStore(ctx context.Context, conn *eventing.Conn) error {
 // headPosition returns the commit position of the last event in $all, or
 // 0 when the store is empty.
 func headPosition(ctx context.Context, conn *eventing.Conn) (uint64, error) {
+	type result struct {
+		pos uint64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() { // the official client can block past ctx; see eventing.within
+		pos, err := readHead(ctx, conn)
+		done <- result{pos, err}
+	}()
+	select {
+	case r := <-done:
+		return r.pos, r.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+func readHead(ctx context.Context, conn *eventing.Conn) (uint64, error) {
 	client := conn.Client()
 	rs, err := client.ReadAll(ctx, esdb.ReadAllOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
 	if err != nil {

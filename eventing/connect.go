@@ -113,3 +113,26 @@ func (c *Conn) Close() error {
 	c.closed = true
 	return c.client.Close()
 }
+
+// within runs a call that uses the official client so that the caller can
+// give up when ctx ends. The client (v4.2.0) can block for ever in a channel
+// send, out of reach of any context, when a call fails just as its
+// connection loop gives up; such a call is abandoned, not waited for.
+func within[T any](ctx context.Context, call func() (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := call()
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero T
+		return zero, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+	}
+}

@@ -12,6 +12,10 @@ import (
 // audit views. An event that cannot be decoded is included with DecodeErr
 // set rather than left out. A missing order is ErrNotFound.
 func (r *Repository) History(ctx context.Context, orderID string) ([]Envelope, error) {
+	return within(ctx, func() ([]Envelope, error) { return r.history(ctx, orderID) })
+}
+
+func (r *Repository) history(ctx context.Context, orderID string) ([]Envelope, error) {
 	envs, err := r.readFrom(ctx, OrderStream(orderID), 0)
 	if err != nil {
 		return nil, fmt.Errorf("history of order %s: %w", orderID, err)
@@ -24,6 +28,10 @@ func (r *Repository) History(ctx context.Context, orderID string) ([]Envelope, e
 // (neither means the current state). It never uses snapshots, so it also
 // serves to check them. When no event qualifies it returns ErrNotFound.
 func (r *Repository) StateAt(ctx context.Context, orderID string, revision *uint64, asOf *time.Time) (*domain.Order, error) {
+	return within(ctx, func() (*domain.Order, error) { return r.stateAt(ctx, orderID, revision, asOf) })
+}
+
+func (r *Repository) stateAt(ctx context.Context, orderID string, revision *uint64, asOf *time.Time) (*domain.Order, error) {
 	envs, err := r.readFrom(ctx, OrderStream(orderID), 0)
 	if err != nil {
 		return nil, fmt.Errorf("state of order %s: %w", orderID, err)

@@ -103,6 +103,10 @@ func NewConnRepository(conn *Conn, codec *Codec, opts RepositoryOptions) *Reposi
 // with ErrConflict if the order exists. Retried with the same command ID it
 // stores nothing new and returns the original Result.
 func (r *Repository) Create(ctx context.Context, orderID string, meta CommandMeta, fn func(*domain.Order) error) (Result, error) {
+	return within(ctx, func() (Result, error) { return r.create(ctx, orderID, meta, fn) })
+}
+
+func (r *Repository) create(ctx context.Context, orderID string, meta CommandMeta, fn func(*domain.Order) error) (Result, error) {
 	o := domain.New(orderID)
 	if err := o.BeginCommand(meta.CommandID); err != nil {
 		return Result{}, fmt.Errorf("create order %s: %w", orderID, err)
@@ -133,6 +137,10 @@ func (r *Repository) Create(ctx context.Context, orderID string, meta CommandMet
 // ID the order has already handled returns that command's original Result
 // without running fn. A missing order is ErrNotFound.
 func (r *Repository) Update(ctx context.Context, orderID string, meta CommandMeta, fn func(*domain.Order) error) (Result, error) {
+	return within(ctx, func() (Result, error) { return r.update(ctx, orderID, meta, fn) })
+}
+
+func (r *Repository) update(ctx context.Context, orderID string, meta CommandMeta, fn func(*domain.Order) error) (Result, error) {
 	var conflict error
 	for attempt := 0; attempt <= r.opts.MaxRetries; attempt++ {
 		l, err := r.load(ctx, orderID)
@@ -167,6 +175,10 @@ func (r *Repository) Update(ctx context.Context, orderID string, meta CommandMet
 
 // Load returns the current state of an order, or ErrNotFound.
 func (r *Repository) Load(ctx context.Context, orderID string) (*domain.Order, error) {
+	return within(ctx, func() (*domain.Order, error) { return r.loadOrder(ctx, orderID) })
+}
+
+func (r *Repository) loadOrder(ctx context.Context, orderID string) (*domain.Order, error) {
 	l, err := r.load(ctx, orderID)
 	if err != nil {
 		return nil, fmt.Errorf("load order %s: %w", orderID, err)

@@ -172,10 +172,28 @@ func appender(ctx context.Context, t *testing.T, c *esdb.Client, l *ledger, stre
 			exp = esdb.Revision(next - 1)
 		}
 		l.add(b) // recorded before sending: an unacknowledged batch may still be durable
-		opCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		res, err := c.AppendToStream(opCtx, stream, esdb.AppendToStreamOptions{ExpectedRevision: exp}, evs...)
-		cancel()
-		if err != nil {
+		// The official client can block for ever in a channel send when a
+		// call fails as its connection loop gives up (the store was
+		// killed), so the call runs aside and stop ends the wait.
+		type outcome struct {
+			res *esdb.WriteResult
+			err error
+		}
+		done := make(chan outcome, 1)
+		go func() {
+			opCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			defer cancel()
+			res, err := c.AppendToStream(opCtx, stream, esdb.AppendToStreamOptions{ExpectedRevision: exp}, evs...)
+			done <- outcome{res, err}
+		}()
+		var res *esdb.WriteResult
+		select {
+		case o := <-done:
+			if o.err != nil {
+				return
+			}
+			res = o.res
+		case <-stop:
 			return
 		}
 		l.mu.Lock()
@@ -287,7 +305,7 @@ func TestCrashDurability(t *testing.T) {
 		ch := startChild(t, dir)
 		verify(t, ch.conn, l)
 
-		c := storetest.NewClient(t, ch.conn)
+		c := unclosedClient(t, ch.conn)
 		killAt := l.acks.Load() + 300 + rand.Int64N(700) // a random moment, counted in acknowledgements
 		var once sync.Once
 		onAck := func() {
@@ -304,7 +322,8 @@ func TestCrashDurability(t *testing.T) {
 		<-ch.done // killed
 		close(stop)
 		wg.Wait()
-		_ = c.Close()
+		// c is not closed: an append abandoned above may still be blocked
+		// inside it, and closing the client under it races (and panics).
 		t.Logf("cycle %d: killed after %d acknowledged appends in total", cycle, l.acks.Load())
 	}
 	ch := startChild(t, dir)
@@ -457,4 +476,20 @@ func copyFile(from, to string) error {
 		return err
 	}
 	return dst.Close()
+}
+
+// unclosedClient connects a client that is never closed, for appends that
+// may be abandoned while blocked inside it.
+func unclosedClient(t *testing.T, conn string) *esdb.Client {
+	t.Helper()
+	cfg, err := esdb.ParseConnectionString(conn)
+	if err != nil {
+		t.Fatalf("parse connection string %q: %v", conn, err)
+	}
+	cfg.Logger = esdb.NoopLogging()
+	c, err := esdb.NewClient(cfg)
+	if err != nil {
+		t.Fatalf("connect to %s: %v", conn, err)
+	}
+	return c
 }

@@ -49,9 +49,11 @@ type Order struct {
 	changes      []Recorded
 	paidAmount   int64
 	cancelReason string
-	// amountRevisions are the revisions of the events that set or changed
-	// the amount: the events a correction may name.
-	amountRevisions []uint64
+	// fixedRevisions are the revisions of the events that carry no amount
+	// (confirmed, shipped, delivered, cancelled: a handful at most); every
+	// other event set or changed the amount and may be named by a
+	// correction.
+	fixedRevisions []uint64
 }
 
 // New returns an order that does not exist yet; its first command must be
@@ -352,7 +354,7 @@ func (o *Order) CorrectAmount(correctedRevision uint64, newAmount Money, reason 
 	default:
 		return ErrCannotCorrect
 	}
-	if !slices.Contains(o.amountRevisions, correctedRevision) {
+	if correctedRevision >= uint64(o.version) || slices.Contains(o.fixedRevisions, correctedRevision) {
 		return fmt.Errorf("%w: revision %d", ErrNoSuchEvent, correctedRevision)
 	}
 	if newAmount.Currency != o.currency {
@@ -377,19 +379,19 @@ func (o *Order) lineIndex(sku string) int {
 // apply changes state by one event. It is pure and total over the event
 // set: no validation, no clock, and an error for anything it does not know.
 func (o *Order) apply(e Event) error {
-	carriesAmount := false
+	carriesAmount := true
 	switch e.(type) {
 	case *OrderCreated, *OrderItemAdded, *OrderItemRemoved, *OrderItemQuantityChanged, *OrderPaid, *OrderAmountCorrected:
-		carriesAmount = true
 	case *OrderConfirmed, *OrderShipped, *OrderDelivered, *OrderCancelled:
+		carriesAmount = false
 	default:
 		return fmt.Errorf("%w: %T", ErrUnknownEventType, e)
 	}
 	if id := e.orderID(); id != o.id {
 		return fmt.Errorf("%w: %s", ErrWrongOrderForEvent, id)
 	}
-	if carriesAmount {
-		o.amountRevisions = append(o.amountRevisions, uint64(o.version))
+	if !carriesAmount {
+		o.fixedRevisions = append(o.fixedRevisions, uint64(o.version))
 	}
 	switch e := e.(type) {
 	case *OrderCreated:

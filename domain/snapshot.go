@@ -20,8 +20,9 @@ type Snapshot struct {
 	CancelReason string   `json:"cancelReason,omitempty"`
 	Version      int      `json:"version"`
 	Handled      []string `json:"handledCommands,omitempty"`
-	// AmountRevisions are the revisions a correction may name.
-	AmountRevisions []uint64 `json:"amountRevisions"`
+	// FixedRevisions are the revisions of events without an amount, which
+	// a correction may not name.
+	FixedRevisions []uint64 `json:"fixedRevisions"`
 }
 
 // Snapshot captures the order's state, including uncommitted changes.
@@ -35,7 +36,7 @@ func (o *Order) Snapshot() Snapshot {
 		OrderID: o.id, CustomerID: o.customerID, Currency: o.currency,
 		Status: o.status, Lines: slices.Clone(o.lines), Adjustment: o.adjustment,
 		Total: o.total, PaidAmount: o.paidAmount, CancelReason: o.cancelReason,
-		Version: o.version, Handled: handled, AmountRevisions: slices.Clone(o.amountRevisions),
+		Version: o.version, Handled: handled, FixedRevisions: slices.Clone(o.fixedRevisions),
 	}
 }
 
@@ -47,7 +48,7 @@ func FromSnapshot(s Snapshot, tail []Recorded) (*Order, error) {
 	o.lines = slices.Clone(s.Lines)
 	o.adjustment, o.total, o.paidAmount = s.Adjustment, s.Total, s.PaidAmount
 	o.cancelReason, o.version = s.CancelReason, s.Version
-	o.amountRevisions = slices.Clone(s.AmountRevisions)
+	o.fixedRevisions = slices.Clone(s.FixedRevisions)
 	for _, id := range s.Handled {
 		o.handled[id] = true
 	}

@@ -105,7 +105,7 @@ func TestSnapshotJSON(t *testing.T) {
 	const want = `{"orderId":"order-1","customerId":"cust-1","currency":"USD","status":"CANCELLED",` +
 		`"lines":[{"sku":"A","quantity":2,"unitPrice":1250},{"sku":"B","quantity":1,"unitPrice":999}],` +
 		`"adjustment":-499,"total":3000,"paidAmount":3000,"cancelReason":"fraud","version":5,` +
-		`"handledCommands":["given-0","given-1","given-2","given-3","given-4"],"amountRevisions":[0,2,3]}`
+		`"handledCommands":["given-0","given-1","given-2","given-3","given-4"],"fixedRevisions":[1,4]}`
 	if string(b) != want {
 		t.Errorf("snapshot JSON:\n got %s\nwant %s", b, want)
 	}

@@ -414,7 +414,7 @@ func (r *Repository) readRange(ctx context.Context, stream string, from, count u
 const (
 	snapshotStreamPrefix  = "orderSnapshot-"
 	snapshotEventType     = "OrderSnapshot"
-	snapshotSchemaVersion = 2 // the shape of domain.Snapshot; 2 added amountRevisions
+	snapshotSchemaVersion = 2 // the shape of domain.Snapshot; 2 added fixedRevisions
 	snapshotsKept         = 3
 )
 

@@ -62,6 +62,9 @@ type Store struct {
 	closed     bool
 
 	done    chan struct{} // closed by Close
+
+	cp     *sqlx.DB      // connection for WAL checkpoints
+	cpDone chan struct{} // closed when checkpointLoop returns
 	changes broker[Change]
 	trends  broker[Trend]
 
@@ -99,6 +102,22 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	r.SetMaxOpenConns(8)
 	s.r = r
+	// WAL checkpoints fsync; run them aside on a connection of their own
+	// instead of inside whichever commit crosses the WAL size threshold, so
+	// a batch's commit never waits for one.
+	if _, err := w.ExecContext(ctx, `PRAGMA wal_autocheckpoint=0`); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open read store %s: %w", path, err)
+	}
+	cp, err := sqlx.Open("sqlite3", "file:"+path+"?"+pragmas)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open read store %s: %w", path, err)
+	}
+	cp.SetMaxOpenConns(1)
+	s.cp = cp
+	s.cpDone = make(chan struct{})
+	go s.checkpointLoop()
 	if err := s.loadState(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open read store %s: %w", path, err)
@@ -136,14 +155,42 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	s.changes.close()
 	s.trends.close()
+	if s.cpDone != nil {
+		<-s.cpDone
+	}
 	s.applyMu.Lock() // let a running Apply finish
 	defer s.applyMu.Unlock()
 	var errs []error
+	if s.cp != nil {
+		errs = append(errs, s.cp.Close())
+	}
 	if s.r != nil {
 		errs = append(errs, s.r.Close())
 	}
 	errs = append(errs, s.w.Close())
 	return errors.Join(errs...)
+}
+
+// checkpointInterval is how often the WAL is copied back into the
+// database file.
+const checkpointInterval = 500 * time.Millisecond
+
+// checkpointLoop checkpoints the WAL in the background until Close, with
+// PASSIVE checkpoints that never block readers or the writer.
+func (s *Store) checkpointLoop() {
+	defer close(s.cpDone)
+	t := time.NewTicker(checkpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+			if _, err := s.cp.Exec(`PRAGMA wal_checkpoint(PASSIVE)`); err != nil {
+				s.log.Warn("read-model WAL checkpoint", "err", err)
+			}
+		}
+	}
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -26,7 +26,8 @@ const e2eChromium = "/usr/bin/chromium"
 // data directory, and drives it with real clients: Apollo Client over HTTP
 // and graphql-transport-ws, the legacy graphql-ws protocol, and the GraphiQL
 // IDE in headless Chromium. It then stops the service with SIGINT, starts it
-// again on the same data and checks that the orders are still there.
+// again on the same data and checks that the orders are still there. The
+// auth subtest runs a second instance with --tokens.
 func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: builds the binary and runs Node clients; skipped with -short")
@@ -56,6 +57,13 @@ func TestEndToEnd(t *testing.T) {
 			t.Skipf("%s not found (apt-get install chromium fonts-liberation; .ci/run installs it): %v", e2eChromium, err)
 		}
 		e2eRunNode(t, node, "ide.mjs", svc.url, filepath.Join(tmp, "ide.png"))
+	})
+	t.Run("auth", func(t *testing.T) {
+		// A second instance with its own data, started with --tokens.
+		const token = "e2e-secret-token"
+		authSvc := e2eStart(t, bin, filepath.Join(tmp, "data-auth"), "--tokens", token)
+		e2eRunNode(t, node, "auth.mjs", authSvc.url, token)
+		authSvc.stop(t)
 	})
 
 	// Persistence: what was written before a graceful stop is there after a restart.
@@ -138,14 +146,14 @@ type e2eService struct {
 	log    *e2eLog
 }
 
-// e2eStart starts the binary on a free loopback port and waits until
-// /healthz answers 200. The process is killed at the end of the test if
-// stop was not called.
-func e2eStart(t *testing.T, bin, data string) *e2eService {
+// e2eStart starts the binary on a free loopback port, with extra flags
+// appended, and waits until /healthz answers 200. The process is killed at
+// the end of the test if stop was not called.
+func e2eStart(t *testing.T, bin, data string, extra ...string) *e2eService {
 	t.Helper()
 	addr := e2eFreeAddr(t)
 	s := &e2eService{url: "http://" + addr, exited: make(chan struct{}), log: new(e2eLog)}
-	s.cmd = exec.Command(bin, "--addr", addr, "--data", data)
+	s.cmd = exec.Command(bin, append([]string{"--addr", addr, "--data", data}, extra...)...)
 	s.cmd.Env = e2eEnv()
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {

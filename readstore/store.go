@@ -61,10 +61,10 @@ type Store struct {
 	committed  chan struct{} // closed and replaced on every commit
 	closed     bool
 
-	done    chan struct{} // closed by Close
+	done chan struct{} // closed by Close
 
-	cp     *sqlx.DB      // connection for WAL checkpoints
-	cpDone chan struct{} // closed when checkpointLoop returns
+	cp      *sqlx.DB      // connection for WAL checkpoints
+	cpDone  chan struct{} // closed when checkpointLoop returns
 	changes broker[Change]
 	trends  broker[Trend]
 

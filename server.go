@@ -308,14 +308,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return fmt.Errorf("open read model: %w", err)
 	}
-	reads := liveReads{readstore.NewLive(readModel)}
+	reads := readstore.NewLive(readModel)
 	defer func() { _ = reads.Current().Close() }()
 
 	metrics := newMetrics()
 	feed := &feedStatus{conn: client}
-	proj := &projector{live: reads.Live, metrics: metrics}
+	proj := &projector{live: reads, metrics: metrics}
 	rebuilder := &rebuilder{
-		path: readPath, dataDir: *store.data, client: client, codec: codec, live: reads.Live,
+		path: readPath, dataDir: *store.data, client: client, codec: codec, live: reads,
 		main: proj, opts: readOpts, logger: logger.With("component", "rebuild"),
 	}
 	runCtx, cancelRun := context.WithCancel(ctx)
@@ -491,7 +491,7 @@ func (f *feedStatus) Status() eventing.SubscriptionStatus {
 
 // readiness answers 200 when the event store answers and the read model's
 // subscription is connected and caught up.
-func readiness(client *eventing.Conn, reads liveReads, feed *feedStatus) http.Handler {
+func readiness(client *eventing.Conn, reads *readstore.Live, feed *feedStatus) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
@@ -563,54 +563,6 @@ func readHead(ctx context.Context, conn *eventing.Conn) (uint64, error) {
 		return 0, nil
 	}
 	return ev.Event.Position.Commit, nil
-}
-
-// liveReads answers queries from whichever read model is current, so a
-// rebuilt one can be swapped in while the service runs.
-type liveReads struct{ *readstore.Live }
-
-// WaitFor waits on the current read model and follows a rebuild's swap:
-// the replaced model is closed, and the wait goes on on its successor.
-func (l liveReads) WaitFor(ctx context.Context, position uint64) error {
-	for {
-		s := l.Current()
-		err := s.WaitFor(ctx, position)
-		if !errors.Is(err, readstore.ErrClosed) || l.Current() == s {
-			return err
-		}
-	}
-}
-
-func (l liveReads) Order(ctx context.Context, id string) (readstore.Order, error) {
-	return l.Current().Order(ctx, id)
-}
-
-func (l liveReads) OrdersByIDs(ctx context.Context, ids []string) (map[string]readstore.Order, error) {
-	return l.Current().OrdersByIDs(ctx, ids)
-}
-
-func (l liveReads) Orders(ctx context.Context, q readstore.OrderQuery) (readstore.OrderPage, error) {
-	return l.Current().Orders(ctx, q)
-}
-
-func (l liveReads) CustomersByIDs(ctx context.Context, ids []string) (map[string]readstore.Customer, error) {
-	return l.Current().CustomersByIDs(ctx, ids)
-}
-
-func (l liveReads) Customer(ctx context.Context, id string) (readstore.Customer, error) {
-	return l.Current().Customer(ctx, id)
-}
-
-func (l liveReads) Trends(ctx context.Context, q readstore.TrendQuery) ([]readstore.Trend, error) {
-	return l.Current().Trends(ctx, q)
-}
-
-func (l liveReads) Status(ctx context.Context) (readstore.ProjectionStatus, error) {
-	return l.Current().Status(ctx)
-}
-
-func (l liveReads) SubscribeTrends(ctx context.Context, bucket readstore.Bucket, currency string) (*readstore.Subscription[readstore.Trend], error) {
-	return l.Current().SubscribeTrends(ctx, bucket, currency)
 }
 
 // projector feeds the current read model from the subscription. A

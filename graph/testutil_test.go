@@ -183,44 +183,8 @@ func (f *feedStatus) Status() eventing.SubscriptionStatus {
 	return f.st
 }
 
-// liveReads is server.go's adapter: queries go to the current store.
+// liveReads is the read model as server.go wires it.
 type liveReads struct{ *readstore.Live }
-
-func (l liveReads) WaitFor(ctx context.Context, position uint64) error {
-	return l.Current().WaitFor(ctx, position)
-}
-
-func (l liveReads) Order(ctx context.Context, id string) (readstore.Order, error) {
-	return l.Current().Order(ctx, id)
-}
-
-func (l liveReads) OrdersByIDs(ctx context.Context, ids []string) (map[string]readstore.Order, error) {
-	return l.Current().OrdersByIDs(ctx, ids)
-}
-
-func (l liveReads) Orders(ctx context.Context, q readstore.OrderQuery) (readstore.OrderPage, error) {
-	return l.Current().Orders(ctx, q)
-}
-
-func (l liveReads) CustomersByIDs(ctx context.Context, ids []string) (map[string]readstore.Customer, error) {
-	return l.Current().CustomersByIDs(ctx, ids)
-}
-
-func (l liveReads) Customer(ctx context.Context, id string) (readstore.Customer, error) {
-	return l.Current().Customer(ctx, id)
-}
-
-func (l liveReads) Trends(ctx context.Context, q readstore.TrendQuery) ([]readstore.Trend, error) {
-	return l.Current().Trends(ctx, q)
-}
-
-func (l liveReads) Status(ctx context.Context) (readstore.ProjectionStatus, error) {
-	return l.Current().Status(ctx)
-}
-
-func (l liveReads) SubscribeTrends(ctx context.Context, bucket readstore.Bucket, currency string) (*readstore.Subscription[readstore.Trend], error) {
-	return l.Current().SubscribeTrends(ctx, bucket, currency)
-}
 
 // countingReads counts calls to the read model, so tests can tell that an
 // operation was rejected before any resolver ran.

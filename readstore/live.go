@@ -2,6 +2,7 @@ package readstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -137,4 +138,61 @@ func forward(ctx context.Context, inner *Subscription[Change], out chan<- Change
 			return last, ctx.Err()
 		}
 	}
+}
+
+// The queries below answer from the current store, so a rebuilt store
+// serves them as soon as it is swapped in.
+
+// WaitFor is Store.WaitFor on the current store, continued on its
+// successor when a swap closes it during the wait.
+func (l *Live) WaitFor(ctx context.Context, position uint64) error {
+	for {
+		s := l.Current()
+		err := s.WaitFor(ctx, position)
+		if !errors.Is(err, ErrClosed) || l.Current() == s {
+			return err
+		}
+	}
+}
+
+// Order is Store.Order on the current store.
+func (l *Live) Order(ctx context.Context, id string) (Order, error) {
+	return l.Current().Order(ctx, id)
+}
+
+// OrdersByIDs is Store.OrdersByIDs on the current store.
+func (l *Live) OrdersByIDs(ctx context.Context, ids []string) (map[string]Order, error) {
+	return l.Current().OrdersByIDs(ctx, ids)
+}
+
+// Orders is Store.Orders on the current store.
+func (l *Live) Orders(ctx context.Context, q OrderQuery) (OrderPage, error) {
+	return l.Current().Orders(ctx, q)
+}
+
+// Customer is Store.Customer on the current store.
+func (l *Live) Customer(ctx context.Context, id string) (Customer, error) {
+	return l.Current().Customer(ctx, id)
+}
+
+// CustomersByIDs is Store.CustomersByIDs on the current store.
+func (l *Live) CustomersByIDs(ctx context.Context, ids []string) (map[string]Customer, error) {
+	return l.Current().CustomersByIDs(ctx, ids)
+}
+
+// Trends is Store.Trends on the current store.
+func (l *Live) Trends(ctx context.Context, q TrendQuery) ([]Trend, error) {
+	return l.Current().Trends(ctx, q)
+}
+
+// Status is Store.Status on the current store.
+func (l *Live) Status(ctx context.Context) (ProjectionStatus, error) {
+	return l.Current().Status(ctx)
+}
+
+// SubscribeTrends is Store.SubscribeTrends on the current store; it ends
+// with ErrClosed when that store is swapped out, and the client
+// resubscribes.
+func (l *Live) SubscribeTrends(ctx context.Context, bucket Bucket, currency string) (*Subscription[Trend], error) {
+	return l.Current().SubscribeTrends(ctx, bucket, currency)
 }

@@ -239,6 +239,15 @@ func (s *subscriber) run(ctx context.Context) error {
 		timeout = nil
 		return b.flush(ctx)
 	}
+	// arm starts the batch timer, which flushes whatever is pending.
+	arm := func() {
+		if timer == nil {
+			timer = time.NewTimer(s.opts.BatchWait)
+		} else {
+			timer.Reset(s.opts.BatchWait)
+		}
+		timeout = timer.C
+	}
 	defer func() {
 		if timer != nil {
 			timer.Stop()
@@ -277,12 +286,7 @@ func (s *subscriber) run(ctx context.Context) error {
 					return err
 				}
 			case timeout == nil:
-				if timer == nil {
-					timer = time.NewTimer(s.opts.BatchWait)
-				} else {
-					timer.Reset(s.opts.BatchWait)
-				}
-				timeout = timer.C
+				arm()
 			}
 		case ev.CheckPointReached != nil:
 			// A checkpoint arrives every few dozen scanned events; it joins
@@ -295,12 +299,7 @@ func (s *subscriber) run(ctx context.Context) error {
 					return err
 				}
 			case timeout == nil:
-				if timer == nil {
-					timer = time.NewTimer(s.opts.BatchWait)
-				} else {
-					timer.Reset(s.opts.BatchWait)
-				}
-				timeout = timer.C
+				arm()
 			}
 		case ev.CaughtUp != nil:
 			caughtUp = true

@@ -261,6 +261,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	maxPage := fs.int("max-page-size", "ORDERTRAIL_MAX_PAGE_SIZE", 100, "largest `first` on connections")
 	requestTimeout := fs.duration("request-timeout", "ORDERTRAIL_REQUEST_TIMEOUT", 15*time.Second, "longest time an HTTP GraphQL request may take (websockets are not bounded)")
 	waitTimeout := fs.duration("read-wait", "ORDERTRAIL_READ_WAIT", 3*time.Second, "how long a query with minPosition waits for the read model")
+	poison := fs.string("poison-policy", "ORDERTRAIL_POISON_POLICY", "halt", "what the read-model projection does with an event it cannot apply: halt (stop there, the default) or park (record it as a dead letter and go on)")
 	snapshotEvery := fs.int("snapshot-every", "ORDERTRAIL_SNAPSHOT_EVERY", 100, "write an order snapshot every N events (negative: never)")
 	legacyCurrency := fs.string("legacy-currency", "ORDERTRAIL_LEGACY_CURRENCY", "USD", "currency of orders stored in the original schema, which had none")
 	logFormat := fs.string("log-format", "ORDERTRAIL_LOG_FORMAT", "text", "log format: text or json")
@@ -299,6 +300,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	repo := eventing.NewConnRepository(client, codec, eventing.RepositoryOptions{SnapshotEvery: *snapshotEvery})
 
 	readOpts := readstore.Options{WaitTimeout: *waitTimeout, Logger: logger.With("component", "readstore")}
+	switch *poison {
+	case "halt":
+	case "park":
+		readOpts.Poison = map[string]readstore.PoisonPolicy{readstore.Projection: readstore.Park}
+	default:
+		return fmt.Errorf("poison-policy %q: want halt or park", *poison)
+	}
 	readPath, err := currentReadModel(*store.data)
 	if err != nil {
 		return err
@@ -307,6 +315,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	readModel, err := readstore.Open(ctx, readPath, readOpts)
 	if err != nil {
 		return fmt.Errorf("open read model: %w", err)
+	}
+	if st, err := readModel.Status(ctx); err == nil && st.State != "RUNNING" {
+		// A halt is retried at every start: the release that fixes the
+		// cause needs no manual step, and an unfixed cause halts again.
+		logger.Warn("read-model projection was halted; retrying", "position", st.HaltedAt, "err", st.Error)
+		if err := readModel.Resume(ctx); err != nil {
+			return fmt.Errorf("resume read model: %w", err)
+		}
 	}
 	reads := readstore.NewLive(readModel)
 	defer func() { _ = reads.Current().Close() }()

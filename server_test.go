@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"github.com/google/uuid"
 
 	"github.com/ordertrail/ordertrail/eventing"
 	"github.com/ordertrail/ordertrail/eventing/embedded"
@@ -34,6 +35,12 @@ type inproc struct {
 // waits until /readyz answers 200.
 func startInProcess(t *testing.T, data string, extra ...string) *inproc {
 	t.Helper()
+	return startUntil(t, "/readyz", data, extra...)
+}
+
+// startUntil runs `ordertrail serve` and waits until path answers 200.
+func startUntil(t *testing.T, path, data string, extra ...string) *inproc {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +54,7 @@ func startInProcess(t *testing.T, data string, extra ...string) *inproc {
 	t.Cleanup(func() { p.stop(t) })
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		resp, err := http.Get(p.url + "/readyz")
+		resp, err := http.Get(p.url + path)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -333,5 +340,58 @@ func TestRunFlagsAndEnvironment(t *testing.T) {
 	got, err = secret("", "X_FILE", func(k string) string { return map[string]string{"X_FILE": file}[k] })
 	if err != nil || got != "esdb://u:p@h:2113?tls=true" {
 		t.Errorf("secret from *_FILE = %q, %v", got, err)
+	}
+}
+
+// TestPoisonEvent stores an order event that cannot be decoded: the
+// projection halts there, visibly, and with --poison-policy park it parks
+// the event and goes on.
+func TestPoisonEvent(t *testing.T) {
+	data := t.TempDir()
+	store, err := embedded.Start(context.Background(), embedded.Config{Dir: filepath.Join(data, "eventstore")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := eventing.Connect(store.ConnectionString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	poison := esdb.EventData{EventID: uuid.New(), EventType: "OrderCreated", ContentType: esdb.ContentTypeJson,
+		Data: []byte(`{"orderId": 5, "customerId": [], "amount": "lots"}`)}
+	wr, err := client.AppendToStream(context.Background(), "order-"+uuid.NewString(), esdb.AppendToStreamOptions{ExpectedRevision: esdb.NoStream{}}, poison)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.Close()
+	if err := store.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	svc := startUntil(t, "/healthz", data)
+	status := func(svc *inproc) string {
+		return string(svc.post(t, `{ projectionStatus { state haltedAt deadLetters error } }`, nil).Data)
+	}
+	waitFor(t, func() bool { return strings.Contains(status(svc), `"state":"HALTED"`) })
+	got := status(svc)
+	if want := fmt.Sprintf(`"haltedAt":"%d"`, wr.CommitPosition); !strings.Contains(got, want) || !strings.Contains(got, "OrderCreated") {
+		t.Errorf("halted status %s: want %s and the event type in the error", got, want)
+	}
+	resp, err := http.Get(svc.url + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/readyz while halted = %d, want 503", resp.StatusCode)
+	}
+	svc.stop(t)
+
+	svc = startInProcess(t, data, "--poison-policy", "park")
+	if got := status(svc); !strings.Contains(got, `"state":"RUNNING"`) || !strings.Contains(got, `"deadLetters":1`) {
+		t.Errorf("with --poison-policy park: %s, want RUNNING with 1 dead letter", got)
+	}
+	res := svc.post(t, createOrderMutation, map[string]any{"c": "c-after-poison", "q": 1})
+	if len(res.Errors) > 0 {
+		t.Fatalf("createOrder after the poison event: %+v", res.Errors)
 	}
 }

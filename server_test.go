@@ -390,6 +390,10 @@ func TestPoisonEvent(t *testing.T) {
 	if got := status(svc); !strings.Contains(got, `"state":"RUNNING"`) || !strings.Contains(got, `"deadLetters":1`) {
 		t.Errorf("with --poison-policy park: %s, want RUNNING with 1 dead letter", got)
 	}
+	parked := string(svc.post(t, `{ projectionStatus { parked { position type error } } }`, nil).Data)
+	if want := fmt.Sprintf(`"position":"%d","type":"OrderCreated"`, wr.CommitPosition); !strings.Contains(parked, want) {
+		t.Errorf("parked events %s, want one with %s", parked, want)
+	}
 	res := svc.post(t, createOrderMutation, map[string]any{"c": "c-after-poison", "q": 1})
 	if len(res.Errors) > 0 {
 		t.Fatalf("createOrder after the poison event: %+v", res.Errors)

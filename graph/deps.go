@@ -31,6 +31,7 @@ type Reads interface {
 	Customer(ctx context.Context, id string) (readstore.Customer, error)
 	Trends(ctx context.Context, q readstore.TrendQuery) ([]readstore.Trend, error)
 	Status(ctx context.Context) (readstore.ProjectionStatus, error)
+	DeadLetters(ctx context.Context, limit int) ([]readstore.DeadLetter, error)
 }
 
 // Live streams read-model changes to subscribers.

@@ -33,6 +33,7 @@ type ResolverRoot interface {
 	Mutation() MutationResolver
 	Order() OrderResolver
 	OrderPayload() OrderPayloadResolver
+	ProjectionStatus() ProjectionStatusResolver
 	Query() QueryResolver
 	Subscription() SubscriptionResolver
 }
@@ -173,6 +174,16 @@ type ComplexityRoot struct {
 		HasNextPage func(childComplexity int) int
 	}
 
+	ParkedEvent struct {
+		Data       func(childComplexity int) int
+		Error      func(childComplexity int) int
+		Position   func(childComplexity int) int
+		RecordedAt func(childComplexity int) int
+		Revision   func(childComplexity int) int
+		Stream     func(childComplexity int) int
+		Type       func(childComplexity int) int
+	}
+
 	ProjectionStatus struct {
 		CaughtUp    func(childComplexity int) int
 		Checkpoint  func(childComplexity int) int
@@ -182,6 +193,7 @@ type ComplexityRoot struct {
 		HaltedAt    func(childComplexity int) int
 		Head        func(childComplexity int) int
 		Lag         func(childComplexity int) int
+		Parked      func(childComplexity int, first *int) int
 		Projection  func(childComplexity int) int
 		Since       func(childComplexity int) int
 		State       func(childComplexity int) int
@@ -238,6 +250,9 @@ type OrderResolver interface {
 }
 type OrderPayloadResolver interface {
 	Order(ctx context.Context, obj *model.OrderPayload) (*model.Order, error)
+}
+type ProjectionStatusResolver interface {
+	Parked(ctx context.Context, obj *model.ProjectionStatus, first *int) ([]*model.ParkedEvent, error)
 }
 type QueryResolver interface {
 	Order(ctx context.Context, id string, minPosition *model.Position) (*model.Order, error)
@@ -883,6 +898,49 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.PageInfo.HasNextPage(childComplexity), true
 
+	case "ParkedEvent.data":
+		if e.ComplexityRoot.ParkedEvent.Data == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ParkedEvent.Data(childComplexity), true
+	case "ParkedEvent.error":
+		if e.ComplexityRoot.ParkedEvent.Error == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ParkedEvent.Error(childComplexity), true
+	case "ParkedEvent.position":
+		if e.ComplexityRoot.ParkedEvent.Position == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ParkedEvent.Position(childComplexity), true
+	case "ParkedEvent.recordedAt":
+		if e.ComplexityRoot.ParkedEvent.RecordedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ParkedEvent.RecordedAt(childComplexity), true
+	case "ParkedEvent.revision":
+		if e.ComplexityRoot.ParkedEvent.Revision == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ParkedEvent.Revision(childComplexity), true
+	case "ParkedEvent.stream":
+		if e.ComplexityRoot.ParkedEvent.Stream == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ParkedEvent.Stream(childComplexity), true
+	case "ParkedEvent.type":
+		if e.ComplexityRoot.ParkedEvent.Type == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ParkedEvent.Type(childComplexity), true
+
 	case "ProjectionStatus.caughtUp":
 		if e.ComplexityRoot.ProjectionStatus.CaughtUp == nil {
 			break
@@ -931,6 +989,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ProjectionStatus.Lag(childComplexity), true
+	case "ProjectionStatus.parked":
+		if e.ComplexityRoot.ProjectionStatus.Parked == nil {
+			break
+		}
+
+		args, err := ec.field_ProjectionStatus_parked_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.ProjectionStatus.Parked(childComplexity, args["first"].(*int)), true
 	case "ProjectionStatus.projection":
 		if e.ComplexityRoot.ProjectionStatus.Projection == nil {
 			break
@@ -1430,6 +1499,26 @@ func (ec *executionContext) childFields_PageInfo(ctx context.Context, field grap
 	return nil, fmt.Errorf("no field named %q was found under type PageInfo", field.Name)
 }
 
+func (ec *executionContext) childFields_ParkedEvent(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "position":
+		return ec.fieldContext_ParkedEvent_position(ctx, field)
+	case "stream":
+		return ec.fieldContext_ParkedEvent_stream(ctx, field)
+	case "revision":
+		return ec.fieldContext_ParkedEvent_revision(ctx, field)
+	case "type":
+		return ec.fieldContext_ParkedEvent_type(ctx, field)
+	case "error":
+		return ec.fieldContext_ParkedEvent_error(ctx, field)
+	case "data":
+		return ec.fieldContext_ParkedEvent_data(ctx, field)
+	case "recordedAt":
+		return ec.fieldContext_ParkedEvent_recordedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ParkedEvent", field.Name)
+}
+
 func (ec *executionContext) childFields_ProjectionStatus(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "projection":
@@ -1454,6 +1543,8 @@ func (ec *executionContext) childFields_ProjectionStatus(ctx context.Context, fi
 		return ec.fieldContext_ProjectionStatus_error(ctx, field)
 	case "deadLetters":
 		return ec.fieldContext_ProjectionStatus_deadLetters(ctx, field)
+	case "parked":
+		return ec.fieldContext_ProjectionStatus_parked(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type ProjectionStatus", field.Name)
 }
@@ -1773,6 +1864,20 @@ func (ec *executionContext) field_Order_asOf_args(ctx context.Context, rawArgs m
 		return nil, err
 	}
 	args["time"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_ProjectionStatus_parked_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
 	return args, nil
 }
 
@@ -4545,6 +4650,167 @@ func (ec *executionContext) fieldContext_PageInfo_endCursor(_ context.Context, f
 	return graphql.NewScalarFieldContext("PageInfo", field, false, false, "String")
 }
 
+func (ec *executionContext) _ParkedEvent_position(ctx context.Context, field graphql.CollectedField, obj *model.ParkedEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ParkedEvent_position(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Position, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.Position) graphql.Marshaler {
+			return ec.marshalNPosition2githubᚗcomᚋordertrailᚋordertrailᚋgraphᚋmodelᚐPosition(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ParkedEvent_position(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ParkedEvent", field, false, false, "Position")
+}
+
+func (ec *executionContext) _ParkedEvent_stream(ctx context.Context, field graphql.CollectedField, obj *model.ParkedEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ParkedEvent_stream(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Stream, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ParkedEvent_stream(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ParkedEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _ParkedEvent_revision(ctx context.Context, field graphql.CollectedField, obj *model.ParkedEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ParkedEvent_revision(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Revision, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ParkedEvent_revision(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ParkedEvent", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ParkedEvent_type(ctx context.Context, field graphql.CollectedField, obj *model.ParkedEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ParkedEvent_type(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Type, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ParkedEvent_type(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ParkedEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _ParkedEvent_error(ctx context.Context, field graphql.CollectedField, obj *model.ParkedEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ParkedEvent_error(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Error, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ParkedEvent_error(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ParkedEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _ParkedEvent_data(ctx context.Context, field graphql.CollectedField, obj *model.ParkedEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ParkedEvent_data(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Data, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ParkedEvent_data(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ParkedEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _ParkedEvent_recordedAt(ctx context.Context, field graphql.CollectedField, obj *model.ParkedEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ParkedEvent_recordedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RecordedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ParkedEvent_recordedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ParkedEvent", field, false, false, "Time")
+}
+
 func (ec *executionContext) _ProjectionStatus_projection(ctx context.Context, field graphql.CollectedField, obj *model.ProjectionStatus) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -4796,6 +5062,50 @@ func (ec *executionContext) _ProjectionStatus_deadLetters(ctx context.Context, f
 }
 func (ec *executionContext) fieldContext_ProjectionStatus_deadLetters(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("ProjectionStatus", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ProjectionStatus_parked(ctx context.Context, field graphql.CollectedField, obj *model.ProjectionStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProjectionStatus_parked(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.ProjectionStatus().Parked(ctx, obj, fc.Args["first"].(*int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.ParkedEvent) graphql.Marshaler {
+			return ec.marshalNParkedEvent2ᚕᚖgithubᚗcomᚋordertrailᚋordertrailᚋgraphᚋmodelᚐParkedEventᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProjectionStatus_parked(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ProjectionStatus",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ParkedEvent(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_ProjectionStatus_parked_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _Query_order(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -7924,6 +8234,69 @@ func (ec *executionContext) _PageInfo(ctx context.Context, sel ast.SelectionSet,
 	return out
 }
 
+var parkedEventImplementors = []string{"ParkedEvent"}
+
+func (ec *executionContext) _ParkedEvent(ctx context.Context, sel ast.SelectionSet, obj *model.ParkedEvent) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, parkedEventImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ParkedEvent")
+		case "position":
+			out.Values[i] = ec._ParkedEvent_position(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "stream":
+			out.Values[i] = ec._ParkedEvent_stream(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "revision":
+			out.Values[i] = ec._ParkedEvent_revision(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "type":
+			out.Values[i] = ec._ParkedEvent_type(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "error":
+			out.Values[i] = ec._ParkedEvent_error(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "data":
+			out.Values[i] = ec._ParkedEvent_data(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "recordedAt":
+			out.Values[i] = ec._ParkedEvent_recordedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var projectionStatusImplementors = []string{"ProjectionStatus"}
 
 func (ec *executionContext) _ProjectionStatus(ctx context.Context, sel ast.SelectionSet, obj *model.ProjectionStatus) graphql.Marshaler {
@@ -7938,58 +8311,64 @@ func (ec *executionContext) _ProjectionStatus(ctx context.Context, sel ast.Selec
 		case "projection":
 			out.Values[i] = ec._ProjectionStatus_projection(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "state":
 			out.Values[i] = ec._ProjectionStatus_state(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "checkpoint":
 			out.Values[i] = ec._ProjectionStatus_checkpoint(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "head":
 			out.Values[i] = ec._ProjectionStatus_head(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "lag":
 			out.Values[i] = ec._ProjectionStatus_lag(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "connected":
 			out.Values[i] = ec._ProjectionStatus_connected(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "caughtUp":
 			out.Values[i] = ec._ProjectionStatus_caughtUp(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "since":
 			out.Values[i] = ec._ProjectionStatus_since(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "haltedAt":
 			out.Values[i] = ec._ProjectionStatus_haltedAt(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "error":
 			out.Values[i] = ec._ProjectionStatus_error(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "deadLetters":
 			out.Values[i] = ec._ProjectionStatus_deadLetters(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "parked":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ProjectionStatus_parked(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -8832,6 +9211,30 @@ func (ec *executionContext) marshalNOrderTrend2ᚖgithubᚗcomᚋordertrailᚋor
 
 func (ec *executionContext) marshalNPageInfo2githubᚗcomᚋordertrailᚋordertrailᚋgraphᚋmodelᚐPageInfo(ctx context.Context, sel ast.SelectionSet, v model.PageInfo) graphql.Marshaler {
 	return ec._PageInfo(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNParkedEvent2ᚕᚖgithubᚗcomᚋordertrailᚋordertrailᚋgraphᚋmodelᚐParkedEventᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ParkedEvent) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNParkedEvent2ᚖgithubᚗcomᚋordertrailᚋordertrailᚋgraphᚋmodelᚐParkedEvent(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNParkedEvent2ᚖgithubᚗcomᚋordertrailᚋordertrailᚋgraphᚋmodelᚐParkedEvent(ctx context.Context, sel ast.SelectionSet, v *model.ParkedEvent) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ParkedEvent!")
+		return graphql.Null
+	}
+	return ec._ParkedEvent(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNPosition2githubᚗcomᚋordertrailᚋordertrailᚋgraphᚋmodelᚐPosition(ctx context.Context, v any) (model.Position, error) {

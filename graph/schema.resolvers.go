@@ -189,6 +189,26 @@ func (r *orderPayloadResolver) Order(ctx context.Context, obj *model.OrderPayloa
 	return r.payloadOrder(ctx, obj)
 }
 
+// Parked is the resolver for the parked field.
+func (r *projectionStatusResolver) Parked(ctx context.Context, obj *model.ProjectionStatus, first *int) ([]*model.ParkedEvent, error) {
+	n, err := r.pageSize(first)
+	if err != nil || n == 0 {
+		return []*model.ParkedEvent{}, err
+	}
+	letters, err := r.Reads.DeadLetters(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*model.ParkedEvent, len(letters))
+	for i, d := range letters {
+		out[i] = &model.ParkedEvent{
+			Position: model.Position(d.Position), Stream: d.Stream, Revision: clampInt(d.Revision),
+			Type: d.EventType, Error: d.Error, Data: string(d.Data), RecordedAt: d.ParkedAt,
+		}
+	}
+	return out, nil
+}
+
 // Order is the resolver for the order field.
 func (r *queryResolver) Order(ctx context.Context, id string, minPosition *model.Position) (*model.Order, error) {
 	if err := r.waitFor(ctx, minPosition); err != nil {
@@ -318,6 +338,9 @@ func (r *Resolver) Order() OrderResolver { return &orderResolver{r} }
 // OrderPayload returns OrderPayloadResolver implementation.
 func (r *Resolver) OrderPayload() OrderPayloadResolver { return &orderPayloadResolver{r} }
 
+// ProjectionStatus returns ProjectionStatusResolver implementation.
+func (r *Resolver) ProjectionStatus() ProjectionStatusResolver { return &projectionStatusResolver{r} }
+
 // Query returns QueryResolver implementation.
 func (r *Resolver) Query() QueryResolver { return &queryResolver{r} }
 
@@ -325,10 +348,11 @@ func (r *Resolver) Query() QueryResolver { return &queryResolver{r} }
 func (r *Resolver) Subscription() SubscriptionResolver { return &subscriptionResolver{r} }
 
 type (
-	customerResolver     struct{ *Resolver }
-	mutationResolver     struct{ *Resolver }
-	orderResolver        struct{ *Resolver }
-	orderPayloadResolver struct{ *Resolver }
-	queryResolver        struct{ *Resolver }
-	subscriptionResolver struct{ *Resolver }
+	customerResolver         struct{ *Resolver }
+	mutationResolver         struct{ *Resolver }
+	orderResolver            struct{ *Resolver }
+	orderPayloadResolver     struct{ *Resolver }
+	projectionStatusResolver struct{ *Resolver }
+	queryResolver            struct{ *Resolver }
+	subscriptionResolver     struct{ *Resolver }
 )

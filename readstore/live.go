@@ -196,3 +196,8 @@ func (l *Live) Status(ctx context.Context) (ProjectionStatus, error) {
 func (l *Live) SubscribeTrends(ctx context.Context, bucket Bucket, currency string) (*Subscription[Trend], error) {
 	return l.Current().SubscribeTrends(ctx, bucket, currency)
 }
+
+// DeadLetters is Store.DeadLetters on the current store.
+func (l *Live) DeadLetters(ctx context.Context, limit int) ([]DeadLetter, error) {
+	return l.Current().DeadLetters(ctx, limit)
+}

@@ -199,6 +199,17 @@ type PageInfo struct {
 	EndCursor   *string `json:"endCursor,omitempty"`
 }
 
+// An event the projection could not apply and parked instead of halting.
+type ParkedEvent struct {
+	Position   Position  `json:"position"`
+	Stream     string    `json:"stream"`
+	Revision   int       `json:"revision"`
+	Type       string    `json:"type"`
+	Error      string    `json:"error"`
+	Data       string    `json:"data"`
+	RecordedAt time.Time `json:"recordedAt"`
+}
+
 type ProjectionStatus struct {
 	Projection string          `json:"projection"`
 	State      ProjectionState `json:"state"`
@@ -212,10 +223,13 @@ type ProjectionStatus struct {
 	Connected bool `json:"connected"`
 	CaughtUp  bool `json:"caughtUp"`
 	// Since when the subscription has been in its current state.
-	Since       *time.Time `json:"since,omitempty"`
-	HaltedAt    *Position  `json:"haltedAt,omitempty"`
-	Error       *string    `json:"error,omitempty"`
-	DeadLetters int        `json:"deadLetters"`
+	Since    *time.Time `json:"since,omitempty"`
+	HaltedAt *Position  `json:"haltedAt,omitempty"`
+	Error    *string    `json:"error,omitempty"`
+	// Number of parked events (with --poison-policy park).
+	DeadLetters int `json:"deadLetters"`
+	// The parked events, oldest first.
+	Parked []*ParkedEvent `json:"parked"`
 }
 
 type Query struct {

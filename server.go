@@ -394,13 +394,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	baseCtx, cancelBase := context.WithCancel(context.Background())
-	defer cancelBase()
+	// Shutdown waits for plain requests but does not track websockets, so
+	// their operations get a context that shutting down cancels.
+	sockets, closeSockets := context.WithCancel(context.Background())
+	defer closeSockets()
 	httpSrv := &http.Server{
-		Handler:           withRequestID(logger, mux),
+		Handler:           withRequestID(logger, endWithServer(sockets, mux)),
 		ReadHeaderTimeout: 10 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return baseCtx },
 	}
+	httpSrv.RegisterOnShutdown(closeSockets)
 	if len(tokenSet) == 0 {
 		logger.Warn("no tokens configured: mutations and subscriptions are open to anyone who can reach the API (set --tokens)")
 	}
@@ -414,7 +416,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down")
-	cancelBase() // ends websocket subscriptions, which Shutdown does not track
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
@@ -434,6 +435,22 @@ func hostPatterns(origins []string) []string {
 		out = append(out, strings.TrimSuffix(o, "/"))
 	}
 	return out
+}
+
+// endWithServer ends websocket requests when server is done; plain
+// requests are left to finish.
+func endWithServer(server context.Context, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		stop := context.AfterFunc(server, cancel)
+		defer stop()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
 }
 
 // withTimeout bounds plain HTTP requests, so a store that does not answer

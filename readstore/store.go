@@ -83,7 +83,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	// synchronous=NORMAL may lose the last commits on power loss, but the
 	// checkpoint is in the same transaction, so they are simply re-applied.
 	const pragmas = "_journal_mode=WAL&_synchronous=NORMAL&_foreign_keys=on&_busy_timeout=5000&_stmt_cache_size=64"
-	w, err := sqlx.Open("sqlite3", "file:"+path+"?"+pragmas+"&_txlock=immediate")
+	w, err := sqlx.Open("sqlite3", "file:"+path+"?"+pragmas+"&_txlock=immediate&_cache_size=-131072")
 	if err != nil {
 		return nil, fmt.Errorf("open read store %s: %w", path, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -43,34 +44,85 @@ func (s *Store) Apply(ctx context.Context, events []Event, checkpoint uint64) ([
 			return nil, fmt.Errorf("apply: positions out of order: %d after %d", events[i].Position, events[i-1].Position)
 		}
 	}
+	// The first attempt takes the orders created in the batch to be new
+	// without reading them; if one exists after all, the attempt is rolled
+	// back and the batch applied again with every order read, so the
+	// result is always that of reading them.
+	r, err := s.applyTx(ctx, events, checkpoint, cp, hasCP, false)
+	if errors.Is(err, errNotNew) {
+		r, err = s.applyTx(ctx, events, checkpoint, cp, hasCP, true)
+	}
+	if err != nil {
+		s.cache.reset() // a failed commit may have happened after all
+		return nil, err
+	}
+	for _, id := range r.b.dirty {
+		s.cache.put(r.b.orders[id])
+	}
+	s.committedState(r.cp, r.hasCP, r.halted)
+	s.changes.publish(r.b.changes)
+	s.trends.publish(r.trends)
+	if r.halted != nil {
+		return r.b.changes, r.halted
+	}
+	return r.b.changes, nil
+}
+
+// errNotNew reports that an order taken to be new already exists.
+var errNotNew = errors.New("order created in the batch already exists")
+
+// applied is what one committed Apply transaction did.
+type applied struct {
+	b      *batch
+	trends []Trend
+	cp     uint64
+	hasCP  bool
+	halted *HaltedError
+}
+
+// applyTx applies events in one transaction and commits it. Unless
+// readAll, orders whose first event in the batch creates them are not
+// read, and errNotNew reports one that existed.
+func (s *Store) applyTx(ctx context.Context, events []Event, checkpoint, cp uint64, hasCP, readAll bool) (applied, error) {
 	tx, err := s.w.BeginTxx(ctx, nil)
 	if err != nil {
-		return nil, fmt.Errorf("apply: begin: %w", err)
+		return applied{}, fmt.Errorf("apply: begin: %w", err)
 	}
 	defer tx.Rollback()
+	// The transaction still ends when ctx does (database/sql rolls it back
+	// and later statements fail), but its statements get a context that
+	// cannot be cancelled: for one that can, the driver runs every
+	// statement and row on a goroutine of its own, which under load costs
+	// more than the statement.
+	ctx = context.WithoutCancel(ctx)
 
 	b := newBatch(tx)
-	if err := b.prefetch(ctx, events, cp, hasCP); err != nil {
-		return nil, fmt.Errorf("apply: %w", err)
+	if err := b.prefetch(ctx, events, cp, hasCP, &s.cache, readAll); err != nil {
+		return applied{}, fmt.Errorf("apply: %w", err)
 	}
 	newCP, hasNew := cp, hasCP
+	var halted *HaltedError
+	type poisoned struct {
+		ev  Event
+		err error
+	}
+	var poisons []poisoned
 	for _, ev := range events {
 		if hasCP && ev.Position <= cp {
 			continue
 		}
 		if s.failHook != nil {
 			if err := s.failHook(ev); err != nil {
-				return nil, fmt.Errorf("apply event at %d: %w", ev.Position, err)
+				return applied{}, fmt.Errorf("apply event at %d: %w", ev.Position, err)
 			}
 		}
 		err := b.apply(ctx, ev)
 		var poison *poisonError
 		if errors.As(err, &poison) {
-			s.log.Error("poison event", "projection", Projection, "position", ev.Position, "stream", ev.Stream,
-				"revision", ev.Revision, "type", ev.Type, "policy", s.policy.String(), "error", err)
+			poisons = append(poisons, poisoned{ev, err})
 			if s.policy == Park {
 				if err := b.park(ctx, ev, err); err != nil {
-					return nil, fmt.Errorf("park event at %d: %w", ev.Position, err)
+					return applied{}, fmt.Errorf("park event at %d: %w", ev.Position, err)
 				}
 				newCP, hasNew = ev.Position, true
 				continue
@@ -79,7 +131,7 @@ func (s *Store) Apply(ctx context.Context, events []Event, checkpoint uint64) ([
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("apply event at %d: %w", ev.Position, err)
+			return applied{}, fmt.Errorf("apply event at %d: %w", ev.Position, err)
 		}
 		newCP, hasNew = ev.Position, true
 	}
@@ -90,31 +142,32 @@ func (s *Store) Apply(ctx context.Context, events []Event, checkpoint uint64) ([
 		newCP, hasNew = checkpoint, true
 	}
 	trends, err := b.flush(ctx)
+	if errors.Is(err, errNotNew) {
+		return applied{}, err
+	}
 	if err != nil {
-		return nil, fmt.Errorf("apply: %w", err)
+		return applied{}, fmt.Errorf("apply: %w", err)
+	}
+	for _, p := range poisons {
+		s.log.Error("poison event", "projection", Projection, "position", p.ev.Position, "stream", p.ev.Stream,
+			"revision", p.ev.Revision, "type", p.ev.Type, "policy", s.policy.String(), "error", p.err)
 	}
 	if hasNew && (!hasCP || newCP != cp) {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO checkpoints (projection, position) VALUES (?, ?)
 			ON CONFLICT (projection) DO UPDATE SET position = excluded.position`, Projection, int64(newCP)); err != nil {
-			return nil, fmt.Errorf("apply: store checkpoint: %w", err)
+			return applied{}, fmt.Errorf("apply: store checkpoint: %w", err)
 		}
 	}
 	if halted != nil {
 		if _, err := tx.ExecContext(ctx, `UPDATE projection_status SET state = ?, halted_position = ?, error = ?
 			WHERE projection = ?`, stateHalted, int64(halted.Position), halted.Err.Error(), Projection); err != nil {
-			return nil, fmt.Errorf("apply: store halt: %w", err)
+			return applied{}, fmt.Errorf("apply: store halt: %w", err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("apply: commit: %w", err)
+		return applied{}, fmt.Errorf("apply: commit: %w", err)
 	}
-	s.committedState(newCP, hasNew, halted)
-	s.changes.publish(b.changes)
-	s.trends.publish(trends)
-	if halted != nil {
-		return b.changes, halted
-	}
-	return b.changes, nil
+	return applied{b: b, trends: trends, cp: newCP, hasCP: hasNew, halted: halted}, nil
 }
 
 // committedState records a commit in memory and wakes WaitFor callers.
@@ -166,7 +219,8 @@ type customerDelta struct {
 // batch accumulates one Apply call's changes in memory; flush writes them.
 type batch struct {
 	tx          *sqlx.Tx
-	orders      map[string]*Order // nil value: known not to exist
+	orders      map[string]*Order // nil value: known (or, in assumed, taken) not to exist
+	assumed     map[string]bool   // orders taken to be new without reading them
 	dirty       []string
 	isDirty     map[string]bool
 	corrections []correctionRow
@@ -178,7 +232,7 @@ type batch struct {
 }
 
 func newBatch(tx *sqlx.Tx) *batch {
-	return &batch{tx: tx, orders: map[string]*Order{}, isDirty: map[string]bool{},
+	return &batch{tx: tx, orders: map[string]*Order{}, assumed: map[string]bool{}, isDirty: map[string]bool{},
 		customers: map[string]*customerDelta{}, trends: map[trendKey]*Trend{}}
 }
 
@@ -283,16 +337,26 @@ func (b *batch) order(ctx context.Context, id string) (*Order, error) {
 	return &o, nil
 }
 
-// prefetch loads, in a few queries, the orders the batch's new events
-// belong to, so the events then find them in memory.
-func (b *batch) prefetch(ctx context.Context, events []Event, cp uint64, hasCP bool) error {
+// prefetch finds, in the order cache or in a few queries, the orders the
+// batch's new events belong to, so the events then find them in memory.
+// Unless readAll, an order not cached whose first new event creates it is
+// taken to be new; flush checks that it was.
+func (b *batch) prefetch(ctx context.Context, events []Event, cp uint64, hasCP bool, cache *orderCache, readAll bool) error {
 	var ids []string
 	for _, ev := range events {
 		id, ok := orderIDOf(ev.Stream)
 		if _, seen := b.orders[id]; !ok || seen || (hasCP && ev.Position <= cp) {
 			continue
 		}
+		if o := cache.get(id); o != nil {
+			b.orders[id] = o
+			continue
+		}
 		b.orders[id] = nil
+		if _, creates := ev.Event.(*domain.OrderCreated); creates && ev.DecodeErr == nil && !readAll {
+			b.assumed[id] = true
+			continue
+		}
 		ids = append(ids, id)
 	}
 	for chunk := range slices.Chunk(ids, 500) {
@@ -325,7 +389,7 @@ func (b *batch) park(ctx context.Context, ev Event, cause error) error {
 }
 
 // flush writes the batch and returns the trend rows it changed, as they
-// are after the batch.
+// are after the batch. Rows go out in multi-row statements (see rowSQL).
 func (b *batch) flush(ctx context.Context) ([]Trend, error) {
 	if err := b.flushOrders(ctx); err != nil {
 		return nil, err
@@ -337,111 +401,244 @@ func (b *batch) flush(ctx context.Context) ([]Trend, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(b.changes) == 0 {
-		return trends, nil
-	}
-	ins, err := b.tx.PreparexContext(ctx, `INSERT INTO change_log
-		(position, order_id, customer_id, event_type, revision, recorded_at, snapshot) VALUES (?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return nil, fmt.Errorf("change log: %w", err)
-	}
-	defer ins.Close()
-	for _, c := range b.changes {
-		snap, err := json.Marshal(c.Order)
-		if err != nil {
-			return nil, fmt.Errorf("change log: %w", err)
-		}
-		if _, err := ins.ExecContext(ctx, int64(c.Position), c.OrderID, c.CustomerID, c.EventType,
-			int64(c.Revision), c.RecordedAt.UnixNano(), string(snap)); err != nil {
-			return nil, fmt.Errorf("change log at %d: %w", c.Position, err)
-		}
+	if err := b.flushChanges(ctx); err != nil {
+		return nil, err
 	}
 	return trends, nil
 }
 
-func (b *batch) flushOrders(ctx context.Context) error {
-	if len(b.dirty) == 0 {
-		return nil
-	}
-	up, err := b.tx.PrepareNamedContext(ctx, `INSERT INTO orders (id, customer_id, currency, status, total,
-		adjustment, items, created_at, confirmed_at, paid_at, shipped_at, delivered_at, cancelled_at, cancel_reason,
-		carrier, tracking_reference, corrections_count, revision, last_position) VALUES (:id, :customer_id,
-		:currency, :status, :total, :adjustment, :items, :created_at, :confirmed_at, :paid_at, :shipped_at,
-		:delivered_at, :cancelled_at, :cancel_reason, :carrier, :tracking_reference, :corrections_count,
-		:revision, :last_position)
-		ON CONFLICT (id) DO UPDATE SET status = excluded.status, total = excluded.total,
-		adjustment = excluded.adjustment, items = excluded.items, confirmed_at = excluded.confirmed_at,
-		paid_at = excluded.paid_at, shipped_at = excluded.shipped_at, delivered_at = excluded.delivered_at,
-		cancelled_at = excluded.cancelled_at, cancel_reason = excluded.cancel_reason, carrier = excluded.carrier,
-		tracking_reference = excluded.tracking_reference, corrections_count = excluded.corrections_count,
-		revision = excluded.revision, last_position = excluded.last_position`)
-	if err != nil {
-		return fmt.Errorf("orders: %w", err)
-	}
-	defer up.Close()
-	for _, id := range b.dirty {
-		row, err := toOrderRow(b.orders[id])
-		if err != nil {
-			return fmt.Errorf("order %s: %w", id, err)
-		}
-		if _, err := up.ExecContext(ctx, row); err != nil {
-			return fmt.Errorf("order %s: %w", id, err)
-		}
-	}
-	for _, c := range b.corrections {
-		if _, err := b.tx.NamedExecContext(ctx, `INSERT INTO order_corrections (order_id, revision,
-			corrected_revision, old_amount, new_amount, reason, at) VALUES (:order_id, :revision,
-			:corrected_revision, :old_amount, :new_amount, :reason, :at)`, c); err != nil {
-			return fmt.Errorf("order %s correction: %w", c.OrderID, err)
-		}
-	}
-	return nil
+// chunkSizes are the row counts of multi-row statements, largest first.
+// A fixed set keeps the few statement texts in the connection's statement
+// cache, prepared once and reused by every batch.
+var chunkSizes = [...]int{64, 16, 4, 1}
+
+// rowSQL is one multi-row statement, "head VALUES (?, …), … tail", in
+// each of the chunkSizes.
+type rowSQL struct {
+	cols  int
+	texts [len(chunkSizes)]string
 }
 
-func (b *batch) flushCustomers(ctx context.Context) error {
-	for _, id := range b.custOrder {
-		d := b.customers[id]
-		var err error
-		if d.orders > 0 {
-			_, err = b.tx.ExecContext(ctx, `INSERT INTO customers (customer_id, order_count, open_orders,
-				first_order_at, last_order_at) VALUES (?, ?, ?, ?, ?)
-				ON CONFLICT (customer_id) DO UPDATE SET order_count = order_count + excluded.order_count,
-				open_orders = open_orders + excluded.open_orders,
-				first_order_at = min(first_order_at, excluded.first_order_at),
-				last_order_at = max(last_order_at, excluded.last_order_at)`, id, d.orders, d.open, d.first, d.last)
-		} else {
-			_, err = b.tx.ExecContext(ctx, `UPDATE customers SET open_orders = open_orders + ? WHERE customer_id = ?`, d.open, id)
-		}
-		if err != nil {
-			return fmt.Errorf("customer %s: %w", id, err)
-		}
-		for _, cur := range d.currencies {
-			if _, err := b.tx.ExecContext(ctx, `INSERT INTO customer_values (customer_id, currency, value)
-				VALUES (?, ?, ?) ON CONFLICT (customer_id, currency) DO UPDATE SET value = value + excluded.value`,
-				id, cur, d.values[cur]); err != nil {
-				return fmt.Errorf("customer %s value: %w", id, err)
+func newRowSQL(head string, cols int, tail string) *rowSQL {
+	r := &rowSQL{cols: cols}
+	row := "(" + strings.Repeat("?, ", cols-1) + "?)"
+	for i, n := range chunkSizes {
+		r.texts[i] = head + " VALUES " + strings.Repeat(row+", ", n-1) + row + tail
+	}
+	return r
+}
+
+// chunks calls fn with the statement text for each chunk [lo, hi) of n rows.
+func (r *rowSQL) chunks(n int, fn func(query string, lo, hi int) error) error {
+	lo := 0
+	for i, size := range chunkSizes {
+		for ; n-lo >= size; lo += size {
+			if err := fn(r.texts[i], lo, lo+size); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
 }
 
+// exec writes n rows, row appending the values of row i to args, and
+// returns the number of rows changed.
+func (r *rowSQL) exec(ctx context.Context, tx *sqlx.Tx, n int, row func(args []any, i int) []any) (int64, error) {
+	args := make([]any, 0, min(n, chunkSizes[0])*r.cols)
+	var changed int64
+	err := r.chunks(n, func(query string, lo, hi int) error {
+		args = args[:0]
+		for i := lo; i < hi; i++ {
+			args = row(args, i)
+		}
+		res, err := tx.ExecContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		k, err := res.RowsAffected()
+		changed += k
+		return err
+	})
+	return changed, err
+}
+
+const insertOrdersHead = `INSERT INTO orders (id, customer_id, currency, status, total, adjustment, items,
+		created_at, confirmed_at, paid_at, shipped_at, delivered_at, cancelled_at, cancel_reason, carrier,
+		tracking_reference, corrections_count, revision, last_position)`
+
+var (
+	insertNewOrders = newRowSQL(insertOrdersHead, 19, ` ON CONFLICT (id) DO NOTHING`)
+	upsertOrders    = newRowSQL(insertOrdersHead, 19, `
+		ON CONFLICT (id) DO UPDATE SET status = excluded.status, total = excluded.total,
+		adjustment = excluded.adjustment, items = excluded.items, confirmed_at = excluded.confirmed_at,
+		paid_at = excluded.paid_at, shipped_at = excluded.shipped_at, delivered_at = excluded.delivered_at,
+		cancelled_at = excluded.cancelled_at, cancel_reason = excluded.cancel_reason, carrier = excluded.carrier,
+		tracking_reference = excluded.tracking_reference, corrections_count = excluded.corrections_count,
+		revision = excluded.revision, last_position = excluded.last_position`)
+	insertCorrections = newRowSQL(`INSERT INTO order_corrections (order_id, revision, corrected_revision,
+		old_amount, new_amount, reason, at)`, 7, "")
+	upsertCustomers = newRowSQL(`INSERT INTO customers (customer_id, order_count, open_orders, first_order_at,
+		last_order_at)`, 5, `
+		ON CONFLICT (customer_id) DO UPDATE SET order_count = order_count + excluded.order_count,
+		open_orders = open_orders + excluded.open_orders,
+		first_order_at = min(first_order_at, excluded.first_order_at),
+		last_order_at = max(last_order_at, excluded.last_order_at)`)
+	upsertCustomerValues = newRowSQL(`INSERT INTO customer_values (customer_id, currency, value)`, 3, `
+		ON CONFLICT (customer_id, currency) DO UPDATE SET value = value + excluded.value`)
+	upsertTrends = newRowSQL(`INSERT INTO order_trends (bucket_kind, bucket_start, currency, created, confirmed,
+		shipped, cancelled, revenue)`, 8, `
+		ON CONFLICT (bucket_kind, bucket_start, currency) DO UPDATE SET created = created + excluded.created,
+		confirmed = confirmed + excluded.confirmed, shipped = shipped + excluded.shipped,
+		cancelled = cancelled + excluded.cancelled, revenue = revenue + excluded.revenue
+		RETURNING `+trendColumns)
+	insertChanges = newRowSQL(`INSERT INTO change_log (position, order_id, customer_id, event_type, revision,
+		recorded_at, snapshot)`, 7, "")
+)
+
+func (b *batch) flushChanges(ctx context.Context) error {
+	snaps := make([]string, len(b.changes))
+	for i := range b.changes {
+		snap, err := json.Marshal(&b.changes[i].Order)
+		if err != nil {
+			return fmt.Errorf("change log at %d: %w", b.changes[i].Position, err)
+		}
+		snaps[i] = string(snap)
+	}
+	_, err := insertChanges.exec(ctx, b.tx, len(b.changes), func(args []any, i int) []any {
+		c := &b.changes[i]
+		return append(args, int64(c.Position), c.OrderID, c.CustomerID, c.EventType, int64(c.Revision),
+			c.RecordedAt.UnixNano(), snaps[i])
+	})
+	if err != nil {
+		return fmt.Errorf("change log: %w", err)
+	}
+	return nil
+}
+
+func (b *batch) flushOrders(ctx context.Context) error {
+	for id := range b.assumed {
+		if b.isDirty[id] {
+			continue
+		}
+		var n int
+		if err := b.tx.GetContext(ctx, &n, `SELECT count(*) FROM orders WHERE id = ?`, id); err != nil {
+			return fmt.Errorf("order %s: %w", id, err)
+		}
+		if n > 0 {
+			return errNotNew
+		}
+	}
+	var created, updated []*Order
+	for _, id := range b.dirty {
+		if b.assumed[id] {
+			created = append(created, b.orders[id])
+		} else {
+			updated = append(updated, b.orders[id])
+		}
+	}
+	for _, w := range []struct {
+		sql    *rowSQL
+		orders []*Order
+	}{{insertNewOrders, created}, {upsertOrders, updated}} {
+		items := make([]string, len(w.orders))
+		for i, o := range w.orders {
+			j, err := json.Marshal(o.Items)
+			if err != nil {
+				return fmt.Errorf("order %s: %w", o.ID, err)
+			}
+			items[i] = string(j)
+		}
+		n, err := w.sql.exec(ctx, b.tx, len(w.orders), func(args []any, i int) []any {
+			o := w.orders[i]
+			return append(args, o.ID, o.CustomerID, o.Currency, string(o.Status), o.Total, o.adjustment, items[i],
+				o.CreatedAt.UnixNano(), nullTime(o.ConfirmedAt), nullTime(o.PaidAt), nullTime(o.ShippedAt),
+				nullTime(o.DeliveredAt), nullTime(o.CancelledAt), o.CancelReason, o.Carrier, o.TrackingReference,
+				int64(len(o.Corrections)), int64(o.Revision), int64(o.LastPosition))
+		})
+		if err != nil {
+			return fmt.Errorf("orders: %w", err)
+		}
+		if w.sql == insertNewOrders && n != int64(len(created)) {
+			return errNotNew
+		}
+	}
+	_, err := insertCorrections.exec(ctx, b.tx, len(b.corrections), func(args []any, i int) []any {
+		c := &b.corrections[i]
+		return append(args, c.OrderID, c.Revision, c.CorrectedRevision, c.OldAmount, c.NewAmount, c.Reason, c.At)
+	})
+	if err != nil {
+		return fmt.Errorf("order corrections: %w", err)
+	}
+	return nil
+}
+
+func (b *batch) flushCustomers(ctx context.Context) error {
+	var created []string // customers with new orders, upserted together
+	type value struct{ customer, currency string }
+	var values []value
+	for _, id := range b.custOrder {
+		d := b.customers[id]
+		if d.orders > 0 {
+			created = append(created, id)
+		} else if _, err := b.tx.ExecContext(ctx, `UPDATE customers SET open_orders = open_orders + ?
+			WHERE customer_id = ?`, d.open, id); err != nil {
+			return fmt.Errorf("customer %s: %w", id, err)
+		}
+		for _, cur := range d.currencies {
+			values = append(values, value{id, cur})
+		}
+	}
+	_, err := upsertCustomers.exec(ctx, b.tx, len(created), func(args []any, i int) []any {
+		d := b.customers[created[i]]
+		return append(args, created[i], d.orders, d.open, d.first, d.last)
+	})
+	if err != nil {
+		return fmt.Errorf("customers: %w", err)
+	}
+	_, err = upsertCustomerValues.exec(ctx, b.tx, len(values), func(args []any, i int) []any {
+		v := values[i]
+		return append(args, v.customer, v.currency, b.customers[v.customer].values[v.currency])
+	})
+	if err != nil {
+		return fmt.Errorf("customer values: %w", err)
+	}
+	return nil
+}
+
 func (b *batch) flushTrends(ctx context.Context) ([]Trend, error) {
+	after := make(map[trendKey]Trend, len(b.trendOrder))
+	args := make([]any, 0, min(len(b.trendOrder), chunkSizes[0])*upsertTrends.cols)
+	err := upsertTrends.chunks(len(b.trendOrder), func(query string, lo, hi int) error {
+		args = args[:0]
+		for _, k := range b.trendOrder[lo:hi] {
+			d := b.trends[k]
+			args = append(args, string(k.bucket), k.start, k.currency, d.Created, d.Confirmed, d.Shipped,
+				d.Cancelled, d.Revenue)
+		}
+		rows, err := b.tx.QueryxContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var row trendRow
+			if err := rows.StructScan(&row); err != nil {
+				return err
+			}
+			after[trendKey{bucket: Bucket(row.BucketKind), start: row.BucketStart, currency: row.Currency}] = row.trend()
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("trends: %w", err)
+	}
 	out := make([]Trend, 0, len(b.trendOrder))
 	for _, k := range b.trendOrder {
-		d := b.trends[k]
-		var row trendRow
-		err := b.tx.GetContext(ctx, &row, `INSERT INTO order_trends (bucket_kind, bucket_start, currency, created,
-			confirmed, shipped, cancelled, revenue) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (bucket_kind, bucket_start, currency) DO UPDATE SET created = created + excluded.created,
-			confirmed = confirmed + excluded.confirmed, shipped = shipped + excluded.shipped,
-			cancelled = cancelled + excluded.cancelled, revenue = revenue + excluded.revenue
-			RETURNING `+trendColumns, string(k.bucket), k.start, k.currency, d.Created, d.Confirmed, d.Shipped,
-			d.Cancelled, d.Revenue)
-		if err != nil {
-			return nil, fmt.Errorf("trend %s %d %s: %w", k.bucket, k.start, k.currency, err)
+		t, ok := after[k]
+		if !ok {
+			return nil, fmt.Errorf("trend %s %d %s: not returned by its upsert", k.bucket, k.start, k.currency)
 		}
-		out = append(out, row.trend())
+		out = append(out, t)
 	}
 	return out, nil
 }
@@ -487,19 +684,6 @@ func newCorrectionRow(orderID string, c Correction) correctionRow {
 func (r correctionRow) correction() Correction {
 	return Correction{Revision: uint64(r.Revision), CorrectedRevision: uint64(r.CorrectedRevision),
 		OldAmount: r.OldAmount, NewAmount: r.NewAmount, Reason: r.Reason, At: time.Unix(0, r.At).UTC()}
-}
-
-func toOrderRow(o *Order) (orderRow, error) {
-	items, err := json.Marshal(o.Items)
-	if err != nil {
-		return orderRow{}, err
-	}
-	return orderRow{ID: o.ID, CustomerID: o.CustomerID, Currency: o.Currency, Status: string(o.Status),
-		Total: o.Total, Adjustment: o.adjustment, Items: string(items), CreatedAt: o.CreatedAt.UnixNano(),
-		ConfirmedAt: nullTime(o.ConfirmedAt), PaidAt: nullTime(o.PaidAt), ShippedAt: nullTime(o.ShippedAt),
-		DeliveredAt: nullTime(o.DeliveredAt), CancelledAt: nullTime(o.CancelledAt), CancelReason: o.CancelReason,
-		Carrier: o.Carrier, TrackingReference: o.TrackingReference, CorrectionsCount: int64(len(o.Corrections)),
-		Revision: int64(o.Revision), LastPosition: int64(o.LastPosition)}, nil
 }
 
 func (r orderRow) order() (Order, error) {

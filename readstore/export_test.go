@@ -16,3 +16,4 @@ func Pragma(s *Store, name string) (writer, reader string, err error) {
 	err = s.r.Get(&reader, "PRAGMA "+name)
 	return
 }
+

@@ -68,6 +68,8 @@ type Store struct {
 	changes broker[Change]
 	trends  broker[Trend]
 
+	cache orderCache // orders of recent commits; Apply's, under applyMu
+
 	failHook func(Event) error // test hook: fails Apply before an event
 }
 
@@ -83,6 +85,9 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	// synchronous=NORMAL may lose the last commits on power loss, but the
 	// checkpoint is in the same transaction, so they are simply re-applied.
 	const pragmas = "_journal_mode=WAL&_synchronous=NORMAL&_foreign_keys=on&_busy_timeout=5000&_stmt_cache_size=64"
+	// The writer gets a page cache of up to 128 MiB (SQLite's default is
+	// 2 MiB): a batch rewrites pages all over the indexes, and reading them
+	// back from the file cost more than the writes.
 	w, err := sqlx.Open("sqlite3", "file:"+path+"?"+pragmas+"&_txlock=immediate&_cache_size=-131072")
 	if err != nil {
 		return nil, fmt.Errorf("open read store %s: %w", path, err)
@@ -186,11 +191,35 @@ func (s *Store) checkpointLoop() {
 		case <-s.done:
 			return
 		case <-t.C:
-			if _, err := s.cp.Exec(`PRAGMA wal_checkpoint(PASSIVE)`); err != nil {
+			if err := s.checkpointWAL(); err != nil {
 				s.log.Warn("read-model WAL checkpoint", "err", err)
 			}
 		}
 	}
+}
+
+// walRestartFrames is the WAL length, in frames, past which a checkpoint
+// makes sure the next batch starts the WAL over.
+const walRestartFrames = 4096
+
+// checkpointWAL copies the WAL back into the database file. SQLite starts
+// the WAL over only when a write transaction begins with every frame
+// copied, which a PASSIVE checkpoint alone never achieves while batches
+// keep committing: the WAL would then grow without bound, and every
+// commit with it. So when the WAL is long, a second checkpoint runs while
+// Apply waits; it copies only what was committed during the first one.
+func (s *Store) checkpointWAL() error {
+	var busy, frames, copied int
+	if err := s.cp.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied); err != nil {
+		return err
+	}
+	if frames < walRestartFrames {
+		return nil
+	}
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	_, err := s.cp.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
+	return err
 }
 
 func (s *Store) migrate(ctx context.Context) error {

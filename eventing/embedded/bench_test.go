@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -31,6 +34,9 @@ import (
 // and BaselineSQLiteSingleCommit (one fsync per commit); Append32Writers with
 // BaselineNoopAppend32Writers and BaselineSQLiteBatchedInsert (what group
 // commit can reach); ReadAll with BaselineSQLiteSequentialRead.
+// BenchmarkInterleaved/readall and /catchup read ORDERTRAIL_BENCH_EVENTS
+// events; at 1000000 run them, and BenchmarkResidentMemory, with
+// -benchtime 1x, since every run of a benchmark refills its store.
 
 // benchPayload is a 91-byte JSON body, the size used by the research runs.
 var benchPayload = []byte(`{"orderId":"3f1c2a9e-6a51-4c1e-9d2f-0b7e4f1a2c3d","status":"placed","amount":1299,"n":1}`)
@@ -309,37 +315,181 @@ func BenchmarkInterleaved(b *testing.B) {
 		}
 		reportRatios(b, b.N, tEmb, tNoop, tRaw, "noop-grpc", "sqlite-batched-insert")
 	})
+	// readall and catchup read the whole log, ORDERTRAIL_BENCH_EVENTS
+	// events (default 10,000), through the client and as a raw scan.
+	n := benchEvents(b, 10_000)
 	b.Run("readall", func(b *testing.B) {
-		const n = 10_000
-		srv := benchServer(b)
-		emb := benchClient(b, srv.ConnectionString())
-		batch := make([]esdb.EventData, 100)
-		for i := 0; i < n; i += len(batch) {
-			for j := range batch {
-				batch[j] = benchEvent()
-			}
-			if _, err := emb.AppendToStream(ctx, fmt.Sprintf("order-%d", i), esdb.AppendToStreamOptions{}, batch...); err != nil {
-				b.Fatal(err)
-			}
-		}
+		emb := benchClient(b, benchServer(b).ConnectionString())
+		fillStore(b, emb, n)
 		db := openRaw(b)
 		rawInsert(b, db, n, 1000)
 		var tEmb, tRaw time.Duration
 		b.ResetTimer()
 		for range b.N {
 			t0 := time.Now()
-			got, err := readAllOf(emb.ReadAll(ctx, esdb.ReadAllOptions{}, n))
-			if err != nil || len(got) != n {
-				b.Fatalf("ReadAll: %d events, %v", len(got), err)
+			if got, err := countReadAll(emb, n); err != nil || got != n {
+				b.Fatalf("ReadAll: %d events, %v", got, err)
 			}
 			t1 := time.Now()
 			rawScan(b, db, n)
 			tEmb, tRaw = tEmb+t1.Sub(t0), tRaw+time.Since(t1)
 		}
-		b.ReportMetric(float64(tEmb.Nanoseconds())/float64(b.N*n), "embedded-ns/event")
-		b.ReportMetric(float64(tRaw.Nanoseconds())/float64(b.N*n), "sqlite-scan-ns/event")
-		b.ReportMetric(float64(tEmb)/float64(tRaw), "x-sqlite-scan")
+		reportReadRatios(b, n, tEmb, tRaw)
 	})
+	b.Run("catchup", func(b *testing.B) {
+		emb := benchClient(b, benchServer(b).ConnectionString())
+		fillStore(b, emb, n)
+		db := openRaw(b)
+		rawInsert(b, db, n, 1000)
+		var tEmb, tRaw time.Duration
+		b.ResetTimer()
+		for range b.N {
+			t0 := time.Now()
+			if got, err := countCatchUp(emb, n); err != nil || got != n {
+				b.Fatalf("SubscribeToAll: %d events before catching up, %v", got, err)
+			}
+			t1 := time.Now()
+			rawScan(b, db, n)
+			tEmb, tRaw = tEmb+t1.Sub(t0), tRaw+time.Since(t1)
+		}
+		reportReadRatios(b, n, tEmb, tRaw)
+	})
+}
+
+func reportReadRatios(b *testing.B, n int, emb, raw time.Duration) {
+	b.ReportMetric(float64(emb.Nanoseconds())/float64(b.N*n), "embedded-ns/event")
+	b.ReportMetric(float64(raw.Nanoseconds())/float64(b.N*n), "sqlite-scan-ns/event")
+	b.ReportMetric(float64(emb)/float64(raw), "x-sqlite-scan")
+}
+
+// benchEvents is ORDERTRAIL_BENCH_EVENTS, or def when unset; use 1000000
+// for the full-size runs.
+func benchEvents(b *testing.B, def int) int {
+	v := os.Getenv("ORDERTRAIL_BENCH_EVENTS")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 100 || n%100 != 0 {
+		b.Fatalf("ORDERTRAIL_BENCH_EVENTS=%q: want a multiple of 100, at least 100", v)
+	}
+	return n
+}
+
+// fillStore appends n benchmark events in batches of 100, one stream per
+// batch, from a few writers.
+func fillStore(b *testing.B, c *esdb.Client, n int) {
+	b.Helper()
+	const batchSize, writers = 100, 4
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			batch := make([]esdb.EventData, batchSize)
+			for i := int(next.Add(batchSize)) - batchSize; i < n; i = int(next.Add(batchSize)) - batchSize {
+				for j := range batch {
+					batch[j] = benchEvent()
+				}
+				if _, err := c.AppendToStream(context.Background(), fmt.Sprintf("order-%d", i), esdb.AppendToStreamOptions{}, batch...); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if b.Failed() {
+		b.FailNow()
+	}
+}
+
+// countReadAll reads $all forwards and counts the events, keeping none.
+func countReadAll(c *esdb.Client, n int) (int, error) {
+	rs, err := c.ReadAll(context.Background(), esdb.ReadAllOptions{}, uint64(n))
+	if err != nil {
+		return 0, err
+	}
+	defer rs.Close()
+	count := 0
+	for {
+		if _, err := rs.Recv(); errors.Is(err, io.EOF) {
+			return count, nil
+		} else if err != nil {
+			return count, err
+		}
+		count++
+	}
+}
+
+// countCatchUp subscribes to $all from the start and counts the events
+// delivered before caught_up.
+func countCatchUp(c *esdb.Client, n int) (int, error) {
+	sub, err := c.SubscribeToAll(context.Background(), esdb.SubscribeToAllOptions{From: esdb.Start{}})
+	if err != nil {
+		return 0, err
+	}
+	defer sub.Close()
+	count := 0
+	for {
+		ev := sub.Recv()
+		switch {
+		case ev.EventAppeared != nil:
+			count++
+		case ev.CaughtUp != nil:
+			return count, nil
+		case ev.SubscriptionDropped != nil:
+			return count, ev.SubscriptionDropped.Error
+		}
+	}
+}
+
+// BenchmarkResidentMemory holds ORDERTRAIL_BENCH_EVENTS events (default
+// 100,000; the goal is under 200 MB at 1000000) and reports the resident size
+// of the test process, server and client together, after a full ReadAll and
+// after a catch-up subscription over all of them. The loop body is one
+// ReadAll and one catch-up.
+func BenchmarkResidentMemory(b *testing.B) {
+	n := benchEvents(b, 100_000)
+	c := benchClient(b, benchServer(b).ConnectionString())
+	fillStore(b, c, n)
+	afterAppend := vmRSS(b)
+	b.ResetTimer() // also drops metrics reported so far
+	for range b.N {
+		if got, err := countReadAll(c, n); err != nil || got != n {
+			b.Fatalf("ReadAll: %d events, %v", got, err)
+		}
+		b.ReportMetric(vmRSS(b), "MB-rss-after-readall")
+		if got, err := countCatchUp(c, n); err != nil || got != n {
+			b.Fatalf("SubscribeToAll: %d events before catching up, %v", got, err)
+		}
+		b.ReportMetric(vmRSS(b), "MB-rss-after-catchup")
+	}
+	b.StopTimer()
+	b.ReportMetric(afterAppend, "MB-rss-after-append")
+	b.ReportMetric(procStatusMB(b, "VmHWM"), "MB-rss-peak")
+}
+
+func vmRSS(b *testing.B) float64 { return procStatusMB(b, "VmRSS") }
+
+// procStatusMB reads a "kB" line of /proc/self/status, in MB.
+func procStatusMB(b *testing.B, key string) float64 {
+	raw, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Skipf("no /proc/self/status: %v", err)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, key+":"); ok {
+			kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			if err != nil {
+				b.Fatalf("parse %s: %v", line, err)
+			}
+			return float64(kb) / 1024
+		}
+	}
+	b.Fatalf("no %s in /proc/self/status", key)
+	return 0
 }
 
 func reportRatios(b *testing.B, n int, emb, base1, base2 time.Duration, name1, name2 string) {

@@ -27,6 +27,6 @@
 // the stream index is held in memory.
 //
 // Dependency rule: this package imports only the standard library, the esdb
-// client protos, grpc, google/uuid, go-sqlite3 and golang.org/x/sys; it does
+// client protos, grpc and protobuf, google/uuid, go-sqlite3 and golang.org/x/sys; it does
 // not import other ordertrail packages.
 package embedded

@@ -4,7 +4,6 @@ import (
 	"context"
 	"math"
 	"regexp"
-	"strconv"
 	"strings"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/shared"
@@ -16,6 +15,7 @@ import (
 
 const (
 	pageSize          = 512
+	allPageSize       = 2048 // rows per SQLite query of $all reads and catch-up
 	defaultSearchWind = 32
 )
 
@@ -80,28 +80,24 @@ func (f *filter) match(r *record) bool {
 	return false
 }
 
-func eventResp(r *record, uuidString bool) *streams.ReadResp {
-	contentType := r.contentType
-	if contentType == "" {
-		contentType = "application/octet-stream"
+// matchRaw is match for a row scanned from SQLite.
+func (f *filter) matchRaw(stream, typ []byte) bool {
+	if f == nil {
+		return true
 	}
-	return &streams.ReadResp{Content: &streams.ReadResp_Event{Event: &streams.ReadResp_ReadEvent{
-		Event: &streams.ReadResp_ReadEvent_RecordedEvent{
-			Id:               uuidProto(r.id, uuidString),
-			StreamIdentifier: &shared.StreamIdentifier{StreamName: []byte(r.stream)},
-			StreamRevision:   uint64(r.rev),
-			PreparePosition:  r.pos,
-			CommitPosition:   r.pos,
-			Metadata: map[string]string{
-				"type":         r.typ,
-				"content-type": contentType,
-				"created":      strconv.FormatInt(r.created, 10),
-			},
-			CustomMetadata: r.meta,
-			Data:           r.data,
-		},
-		Position: &streams.ReadResp_ReadEvent_CommitPosition{CommitPosition: r.pos},
-	}}}
+	s := stream
+	if f.onType {
+		s = typ
+	}
+	if f.re != nil {
+		return f.re.Match(s)
+	}
+	for _, p := range f.prefixes {
+		if len(s) >= len(p) && string(s[:len(p)]) == p {
+			return true
+		}
+	}
+	return false
 }
 
 // Read serves count reads and subscriptions of a stream or $all.
@@ -197,20 +193,20 @@ func (h *streamsService) readStream(srv streams.Streams_ReadServer, name string,
 	}
 	for remaining > 0 {
 		limit := min(remaining, pageSize)
-		var page []record
+		var page []encodedEvent
 		var err error
 		if backwards {
-			page, err = h.st.query(ctx, "WHERE stream = ? AND revision <= ? AND revision >= ? AND position <= ? AND created >= ? ORDER BY revision DESC LIMIT ?",
+			page, err = h.st.readEncoded(ctx, nil, uuidString, "WHERE stream = ? AND revision <= ? AND revision >= ? AND position <= ? AND created >= ? ORDER BY revision DESC LIMIT ?",
 				name, from, low, int64(committed), minCreated, limit)
 		} else {
-			page, err = h.st.query(ctx, "WHERE stream = ? AND revision >= ? AND position <= ? AND created >= ? ORDER BY revision LIMIT ?",
+			page, err = h.st.readEncoded(ctx, nil, uuidString, "WHERE stream = ? AND revision >= ? AND position <= ? AND created >= ? ORDER BY revision LIMIT ?",
 				name, from, int64(committed), minCreated, limit)
 		}
 		if err != nil {
 			return status.Error(codes.Internal, err.Error())
 		}
 		for i := range page {
-			if err := srv.Send(eventResp(&page[i], uuidString)); err != nil {
+			if err := srv.SendMsg(&page[i]); err != nil {
 				return err
 			}
 		}
@@ -264,22 +260,44 @@ func (h *streamsService) readAll(srv streams.Streams_ReadServer, ao *streams.Rea
 		cursor = math.MaxInt64
 	}
 	remaining := clampCount(count)
-	for remaining > 0 {
-		var page []record
-		var err error
-		if backwards {
-			page, err = h.st.query(ctx, "WHERE position <= ? ORDER BY position DESC LIMIT ?", int64(cursor), pageSize)
-		} else {
-			page, err = h.st.query(ctx, "WHERE position >= ? AND position <= ? ORDER BY position LIMIT ?", int64(cursor), int64(committed), pageSize)
+	if remaining == 0 {
+		return nil
+	}
+	if !backwards {
+		maxRows := int64(math.MaxInt64)
+		if f == nil {
+			maxRows = remaining // scan no more rows than wanted
 		}
+		sc := h.st.scanAhead(ctx, f, uuidString, int64(cursor)-1, committed, maxRows)
+		defer sc.close()
+		for page := range sc.pages {
+			for i := range page {
+				if page[i].msg == nil {
+					continue
+				}
+				if err := srv.SendMsg(&page[i]); err != nil {
+					return err
+				}
+				if remaining--; remaining == 0 {
+					return nil
+				}
+			}
+		}
+		if sc.err != nil {
+			return status.Error(codes.Internal, sc.err.Error())
+		}
+		return nil
+	}
+	for remaining > 0 {
+		page, err := h.st.readEncoded(ctx, f, uuidString, "WHERE position <= ? ORDER BY position DESC LIMIT ?", int64(cursor), pageSize)
 		if err != nil {
 			return status.Error(codes.Internal, err.Error())
 		}
 		for i := range page {
-			if !f.match(&page[i]) {
+			if page[i].msg == nil {
 				continue
 			}
-			if err := srv.Send(eventResp(&page[i], uuidString)); err != nil {
+			if err := srv.SendMsg(&page[i]); err != nil {
 				return err
 			}
 			if remaining--; remaining == 0 {
@@ -290,16 +308,61 @@ func (h *streamsService) readAll(srv streams.Streams_ReadServer, ao *streams.Rea
 			return nil
 		}
 		last := page[len(page)-1].pos
-		if backwards {
-			if last <= 1 {
-				return nil
-			}
-			cursor = last - 1
-		} else {
-			cursor = last + 1
+		if last <= 1 {
+			return nil
 		}
+		cursor = last - 1
 	}
 	return nil
+}
+
+// scanner reads the log ahead of a sender (see scanAhead).
+type scanner struct {
+	pages  chan []encodedEvent // closed after the last page or on error
+	err    error               // set before pages is closed
+	cancel context.CancelFunc
+}
+
+// scanAhead reads committed events with after < position <= upTo, at most
+// maxRows rows, on a goroutine of its own that stays one page ahead of the
+// caller: the SQLite read of the next page overlaps the sends of this one,
+// and no read transaction stays open while the client is slow. The caller
+// must call close.
+func (st *store) scanAhead(ctx context.Context, f *filter, uuidString bool, after int64, upTo uint64, maxRows int64) *scanner {
+	ctx, cancel := context.WithCancel(ctx)
+	sc := &scanner{pages: make(chan []encodedEvent, 1), cancel: cancel}
+	go func() {
+		defer close(sc.pages)
+		for maxRows > 0 && after < int64(upTo) {
+			limit := min(maxRows, allPageSize)
+			page, err := st.readEncoded(ctx, f, uuidString, "WHERE position > ? AND position <= ? ORDER BY position LIMIT ?", after, int64(upTo), limit)
+			if err != nil {
+				sc.err = err
+				return
+			}
+			if len(page) == 0 {
+				return
+			}
+			select {
+			case sc.pages <- page:
+			case <-ctx.Done():
+				return
+			}
+			if int64(len(page)) < limit {
+				return
+			}
+			maxRows -= int64(len(page))
+			after = int64(page[len(page)-1].pos)
+		}
+	}()
+	return sc
+}
+
+// close stops the read-ahead and waits for its goroutine.
+func (sc *scanner) close() {
+	sc.cancel()
+	for range sc.pages {
+	}
 }
 
 func confirm(srv streams.Streams_ReadServer) error {
@@ -339,6 +402,29 @@ func (h *streamsService) subscribeAll(srv streams.Streams_ReadServer, ao *stream
 		return err
 	}
 	var scanned uint64
+	// send delivers a page of scanned events, and checkpoints for a filter.
+	send := func(page []encodedEvent) error {
+		for i := range page {
+			e := &page[i]
+			cursor = e.pos
+			if e.msg != nil {
+				if err := srv.SendMsg(e); err != nil {
+					return err
+				}
+			}
+			if f != nil {
+				if scanned++; scanned >= f.interval {
+					scanned = 0
+					if err := srv.Send(&streams.ReadResp{Content: &streams.ReadResp_Checkpoint_{Checkpoint: &streams.ReadResp_Checkpoint{
+						CommitPosition: e.pos, PreparePosition: e.pos,
+					}}}); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		return nil
+	}
 	caughtUp := false
 	for {
 		if cursor >= committed {
@@ -354,38 +440,46 @@ func (h *streamsService) subscribeAll(srv streams.Streams_ReadServer, ao *stream
 			committed, notify = h.st.snapshot()
 			continue
 		}
-		page, ok := h.st.fromTail(cursor, committed, pageSize)
+		recs, ok := h.st.fromTail(cursor, committed, pageSize)
 		if !ok {
-			var err error
-			page, err = h.st.query(ctx, "WHERE position > ? AND position <= ? ORDER BY position LIMIT ?", int64(cursor), int64(committed), pageSize)
-			if err != nil {
-				return status.Error(codes.Internal, err.Error())
+			// Catch up from SQLite up to committed, reading ahead.
+			if err := h.catchUpAll(srv, f, uuidString, cursor, committed, send); err != nil {
+				return err
 			}
-		}
-		if len(page) == 0 {
 			cursor = committed
 			continue
 		}
-		for i := range page {
-			r := &page[i]
-			cursor = r.pos
-			if f.match(r) {
-				if err := srv.Send(eventResp(r, uuidString)); err != nil {
-					return err
-				}
-			}
-			if f != nil {
-				if scanned++; scanned >= f.interval {
-					scanned = 0
-					if err := srv.Send(&streams.ReadResp{Content: &streams.ReadResp_Checkpoint_{Checkpoint: &streams.ReadResp_Checkpoint{
-						CommitPosition: r.pos, PreparePosition: r.pos,
-					}}}); err != nil {
-						return err
-					}
-				}
+		if len(recs) == 0 {
+			cursor = committed
+			continue
+		}
+		page := make([]encodedEvent, len(recs))
+		for i := range recs {
+			if r := &recs[i]; f.match(r) {
+				page[i] = encodeRecord(r, uuidString)
+			} else {
+				page[i] = encodedEvent{pos: r.pos, rev: r.rev}
 			}
 		}
+		if err := send(page); err != nil {
+			return err
+		}
 	}
+}
+
+// catchUpAll sends every event with after < position <= upTo from SQLite.
+func (h *streamsService) catchUpAll(srv streams.Streams_ReadServer, f *filter, uuidString bool, after, upTo uint64, send func([]encodedEvent) error) error {
+	sc := h.st.scanAhead(srv.Context(), f, uuidString, int64(after), upTo, math.MaxInt64)
+	defer sc.close()
+	for page := range sc.pages {
+		if err := send(page); err != nil {
+			return err
+		}
+	}
+	if sc.err != nil {
+		return status.Error(codes.Internal, sc.err.Error())
+	}
+	return nil
 }
 
 // subscribeStream streams one stream from an exclusive revision.
@@ -418,16 +512,16 @@ func (h *streamsService) subscribeStream(srv streams.Streams_ReadServer, name st
 	live := false
 	var seen uint64
 	for {
-		var page []record
+		var page []encodedEvent
 		more := false
 		scanned, inMemory := []record(nil), false
 		if live {
 			scanned, inMemory = h.st.fromTail(seen, committed, pageSize)
 		}
 		if inMemory {
-			for _, r := range scanned {
-				if r.stream == name && r.rev > after {
-					page = append(page, r)
+			for i := range scanned {
+				if r := &scanned[i]; r.stream == name && r.rev > after {
+					page = append(page, encodeRecord(r, uuidString))
 				}
 			}
 			if len(scanned) > 0 {
@@ -436,7 +530,7 @@ func (h *streamsService) subscribeStream(srv streams.Streams_ReadServer, name st
 			more = len(scanned) == pageSize
 		} else {
 			var err error
-			page, err = h.st.query(ctx, "WHERE stream = ? AND revision > ? AND position <= ? ORDER BY revision LIMIT ?", name, after, int64(committed), pageSize)
+			page, err = h.st.readEncoded(ctx, nil, uuidString, "WHERE stream = ? AND revision > ? AND position <= ? ORDER BY revision LIMIT ?", name, after, int64(committed), pageSize)
 			if err != nil {
 				return status.Error(codes.Internal, err.Error())
 			}
@@ -446,7 +540,7 @@ func (h *streamsService) subscribeStream(srv streams.Streams_ReadServer, name st
 			if page[i].rev == deletedRevision {
 				return deletedError(ctx, name) // tombstoned while subscribed
 			}
-			if err := srv.Send(eventResp(&page[i], uuidString)); err != nil {
+			if err := srv.SendMsg(&page[i]); err != nil {
 				return err
 			}
 			after = page[i].rev

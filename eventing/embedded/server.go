@@ -125,6 +125,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxRecvMsgSize(17 << 20),
 		grpc.WaitForHandlers(true),
+		grpc.ForceServerCodecV2(newServerCodec()),
 		grpc.UnknownServiceHandler(unsupported),
 		grpc.ChainUnaryInterceptor(s.authUnary),
 		grpc.ChainStreamInterceptor(s.authStream),

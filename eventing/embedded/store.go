@@ -374,28 +374,51 @@ func (st *store) nowTicks() int64 { return time.Now().UnixNano()/100 + st.skew.L
 
 const selectEvent = "SELECT position, stream, revision, id, type, content_type, created, data, meta FROM events "
 
-// query runs a read and returns at most limit records.
-func (st *store) query(ctx context.Context, q string, args ...any) ([]record, error) {
+// readEncoded runs a read (selectEvent + q) and encodes each row straight into a
+// ReadResp event (see encode.go). Rows f does not match keep their position
+// and revision but carry no message. The messages share a few large buffers
+// that are never reused, because gRPC may still hold them after a send.
+func (st *store) readEncoded(ctx context.Context, f *filter, uuidString bool, q string, args ...any) ([]encodedEvent, error) {
 	rows, err := st.rdb.QueryContext(ctx, selectEvent+q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read events: %w", err)
 	}
 	defer rows.Close()
-	var out []record
+	var (
+		out                                      []encodedEvent
+		arena                                    []byte
+		pos                                      int64
+		e                                        eventFields[sql.RawBytes]
+		id, stream, typ, contentType, data, meta sql.RawBytes
+		id16                                     [16]byte
+	)
 	for rows.Next() {
-		var r record
-		var id []byte
-		if err := rows.Scan(&r.pos, &r.stream, &r.rev, &id, &r.typ, &r.contentType, &r.created, &r.data, &r.meta); err != nil {
+		if err := rows.Scan(&pos, &stream, &e.rev, &id, &typ, &contentType, &e.created, &data, &meta); err != nil {
 			return nil, fmt.Errorf("read events: %w", err)
 		}
-		copy(r.id[:], id)
-		out = append(out, r)
+		ev := encodedEvent{pos: uint64(pos), rev: e.rev}
+		if f.matchRaw(stream, typ) {
+			id16 = [16]byte{}
+			copy(id16[:], id)
+			e.pos, e.id, e.stream, e.typ, e.contentType, e.data, e.meta = uint64(pos), id16[:], stream, typ, contentType, data, meta
+			need := 256 + len(stream) + len(typ) + len(contentType) + len(data) + len(meta)
+			if cap(arena)-len(arena) < need {
+				arena = make([]byte, 0, max(arenaSize, need))
+			}
+			start := len(arena)
+			arena = appendEvent(arena, &e, uuidString)
+			ev.msg = arena[start:len(arena):len(arena)]
+		}
+		out = append(out, ev)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read events: %w", err)
 	}
 	return out, nil
 }
+
+// arenaSize is the size of the buffers readEncoded encodes into.
+const arenaSize = 64 << 10
 
 // backup copies the database with VACUUM INTO on a short-lived connection of
 // its own: it reads a consistent snapshot and never blocks the writer. (The

@@ -16,4 +16,3 @@ func Pragma(s *Store, name string) (writer, reader string, err error) {
 	err = s.r.Get(&reader, "PRAGMA "+name)
 	return
 }
-

@@ -297,7 +297,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	defer closeStore()
 	codec := eventing.NewCodec(eventing.DefaultUpcasters(*legacyCurrency))
-	repo := eventing.NewConnRepository(client, codec, eventing.RepositoryOptions{SnapshotEvery: *snapshotEvery})
+	// Results are completed only when a client asks for the events: most
+	// ask for the position and the order.
+	repo := eventing.NewConnRepository(client, codec, eventing.RepositoryOptions{SnapshotEvery: *snapshotEvery, SkipReadBack: true})
 
 	readOpts := readstore.Options{WaitTimeout: *waitTimeout, Logger: logger.With("component", "readstore")}
 	switch *poison {

@@ -47,6 +47,11 @@ type RepositoryOptions struct {
 	SnapshotEvery int          // events between snapshots; 0 means 100, negative means never
 	MaxRetries    int          // reloads after a concurrency conflict; 0 means 5, negative means none
 	Logger        *slog.Logger // nil means slog.Default()
+	// SkipReadBack saves the read that completes a command's Result after
+	// its append: the events then lack their recorded times and all but
+	// the last lack their positions (Result.Complete is false), and
+	// Repository.Events reads them when they are wanted.
+	SkipReadBack bool
 }
 
 // CommandMeta identifies a command and its place in a conversation. A
@@ -65,6 +70,9 @@ type Result struct {
 	Order    *domain.Order
 	Events   []Envelope
 	Position uint64
+	// Complete reports that Events carry their stored positions and
+	// recorded times; see RepositoryOptions.SkipReadBack.
+	Complete bool
 }
 
 // Repository loads and saves orders in the event store, with snapshots and
@@ -158,7 +166,7 @@ func (r *Repository) update(ctx context.Context, orderID string, meta CommandMet
 			return Result{}, fmt.Errorf("update order %s: %w", orderID, err)
 		}
 		if len(o.Changes()) == 0 {
-			return Result{Order: clean(o), Position: l.position}, nil
+			return Result{Order: clean(o), Position: l.position, Complete: true}, nil
 		}
 		res, err := r.save(ctx, o, meta, loaded, esdb.Revision(uint64(loaded-1)))
 		if errors.Is(err, ErrConflict) {
@@ -219,15 +227,18 @@ func (r *Repository) save(ctx context.Context, o *domain.Order, meta CommandMeta
 	// The append reply carries only the last position; read the events back
 	// for the others and the recorded times, so that this Result equals the
 	// one a retry of the command gets.
-	if stored, err := r.readRange(ctx, stream, uint64(loaded), uint64(len(envs))); err != nil {
-		r.log.WarnContext(ctx, "read back appended events", "stream", stream, "err", err)
-	} else if sameEvents(stored, envs) {
-		envs = stored
+	complete := false
+	if !r.opts.SkipReadBack {
+		if stored, err := r.readRange(ctx, stream, uint64(loaded), uint64(len(envs))); err != nil {
+			r.log.WarnContext(ctx, "read back appended events", "stream", stream, "err", err)
+		} else if sameEvents(stored, envs) {
+			envs, complete = stored, true
+		}
 	}
 	position := envs[len(envs)-1].Position
 	o = clean(o)
 	r.maybeSnapshot(ctx, o, loaded, position)
-	return Result{Order: o, Events: envs, Position: position}, nil
+	return Result{Order: o, Events: envs, Position: position, Complete: complete}, nil
 }
 
 func sameEvents(a, b []Envelope) bool {
@@ -295,7 +306,7 @@ func (r *Repository) original(ctx context.Context, l loadedOrder, commandID stri
 			return Result{}, fmt.Errorf("find command %s: %w", commandID, err)
 		}
 	}
-	return Result{Order: o, Events: found, Position: lastEvent.Position}, nil
+	return Result{Order: o, Events: found, Position: lastEvent.Position, Complete: true}, nil
 }
 
 // loadedOrder is an order as read from the store with the commit position
@@ -383,6 +394,11 @@ func (r *Repository) readFrom(ctx context.Context, stream string, from uint64) (
 		}
 		from = page[len(page)-1].Revision + 1
 	}
+}
+
+// Events reads up to count events of an order from a revision on.
+func (r *Repository) Events(ctx context.Context, orderID string, from, count uint64) ([]Envelope, error) {
+	return within(ctx, func() ([]Envelope, error) { return r.readRange(ctx, OrderStream(orderID), from, count) })
 }
 
 // readRange reads up to count events of a stream from a revision on.

@@ -670,3 +670,33 @@ func TestCreateRetryDifferentEvents(t *testing.T) {
 	}
 	sameResult(t, again, first)
 }
+
+// TestSkipReadBack checks that a command's Result without the read-back
+// says so, and that Repository.Events completes it with what was stored.
+func TestSkipReadBack(t *testing.T) {
+	s := startStore(t)
+	repo := newRepo(s, eventing.RepositoryOptions{SkipReadBack: true})
+	ctx := testCtx(t)
+	id := eventing.NewOrderID("skip-1")
+	res, err := repo.Create(ctx, id, eventing.CommandMeta{CommandID: "skip-1"}, createOrder("c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Complete || len(res.Events) != 1 || !res.Events[0].RecordedAt.IsZero() || res.Events[0].Position != res.Position {
+		t.Fatalf("Result = complete %v, events %+v; want incomplete, one event at %d without a recorded time", res.Complete, res.Events, res.Position)
+	}
+	stored, err := repo.Events(ctx, id, 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored) != 1 || stored[0].EventID != res.Events[0].EventID || stored[0].Position != res.Position || stored[0].RecordedAt.IsZero() {
+		t.Fatalf("Events = %+v, want the appended event with its position %d and recorded time", stored, res.Position)
+	}
+	again, err := repo.Create(ctx, id, eventing.CommandMeta{CommandID: "skip-1"}, createOrder("c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Position != res.Position || len(again.Events) != 1 || again.Events[0].EventID != res.Events[0].EventID {
+		t.Errorf("retried command: %+v at %d, want the same event at %d", again.Events, again.Position, res.Position)
+	}
+}

@@ -101,7 +101,28 @@ func (r *Resolver) payload(_ context.Context, orderID string, res eventing.Resul
 	for i, e := range res.Events {
 		events[i] = toHistoryEvent(e)
 	}
-	return &model.OrderPayload{OrderID: orderID, Events: events, Position: model.Position(res.Position)}, nil
+	p := &model.OrderPayload{OrderID: orderID, Events: events, Position: model.Position(res.Position), Complete: res.Complete}
+	if len(res.Events) > 0 {
+		p.FirstRevision = res.Events[0].Revision
+	}
+	return p, nil
+}
+
+// payloadEvents returns the command's events as stored, reading them back
+// when the command's result did not.
+func (r *Resolver) payloadEvents(ctx context.Context, p *model.OrderPayload) ([]*model.HistoryEvent, error) {
+	if p.Complete || len(p.Events) == 0 {
+		return p.Events, nil
+	}
+	stored, err := r.Events.Events(ctx, p.OrderID, p.FirstRevision, uint64(len(p.Events)))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*model.HistoryEvent, len(stored))
+	for i, e := range stored {
+		out[i] = toHistoryEvent(e)
+	}
+	return out, nil
 }
 
 // payloadOrder returns the order as the read model shows it once it has

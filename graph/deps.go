@@ -20,6 +20,7 @@ type Commands interface {
 type History interface {
 	History(ctx context.Context, orderID string) ([]eventing.Envelope, error)
 	StateAt(ctx context.Context, orderID string, revision *uint64, asOf *time.Time) (*domain.Order, error)
+	Events(ctx context.Context, orderID string, from, count uint64) ([]eventing.Envelope, error)
 }
 
 // Reads answers queries from the current read model.

@@ -250,6 +250,7 @@ type OrderResolver interface {
 }
 type OrderPayloadResolver interface {
 	Order(ctx context.Context, obj *model.OrderPayload) (*model.Order, error)
+	Events(ctx context.Context, obj *model.OrderPayload) ([]*model.HistoryEvent, error)
 }
 type ProjectionStatusResolver interface {
 	Parked(ctx context.Context, obj *model.ProjectionStatus, first *int) ([]*model.ParkedEvent, error)
@@ -4154,7 +4155,7 @@ func (ec *executionContext) _OrderPayload_events(ctx context.Context, field grap
 			return ec.fieldContext_OrderPayload_events(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Events, nil
+			return ec.Resolvers.OrderPayload().Events(ctx, obj)
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*model.HistoryEvent) graphql.Marshaler {
@@ -4168,8 +4169,8 @@ func (ec *executionContext) fieldContext_OrderPayload_events(_ context.Context, 
 	fc = &graphql.FieldContext{
 		Object:     "OrderPayload",
 		Field:      field,
-		IsMethod:   false,
-		IsResolver: false,
+		IsMethod:   true,
+		IsResolver: true,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_HistoryEvent(ctx, field)
 		},
@@ -8034,10 +8035,11 @@ func (ec *executionContext) _OrderPayload(ctx context.Context, sel ast.Selection
 					return ec._OrderPayload_order(ctx, field, obj)
 				})
 		case "events":
-			out.Values[i] = ec._OrderPayload_events(ctx, field, obj)
-			if out.Values[i] == graphql.Null {
-				atomic.AddUint32(&out.Invalids, 1)
-			}
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._OrderPayload_events(ctx, field, obj)
+				})
 		case "position":
 			out.Values[i] = ec._OrderPayload_position(ctx, field, obj)
 			if out.Values[i] == graphql.Null {

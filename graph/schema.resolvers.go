@@ -189,6 +189,11 @@ func (r *orderPayloadResolver) Order(ctx context.Context, obj *model.OrderPayloa
 	return r.payloadOrder(ctx, obj)
 }
 
+// Events is the resolver for the events field.
+func (r *orderPayloadResolver) Events(ctx context.Context, obj *model.OrderPayload) ([]*model.HistoryEvent, error) {
+	return r.payloadEvents(ctx, obj)
+}
+
 // Parked is the resolver for the parked field.
 func (r *projectionStatusResolver) Parked(ctx context.Context, obj *model.ProjectionStatus, first *int) ([]*model.ParkedEvent, error) {
 	n, err := r.pageSize(first)

@@ -459,6 +459,10 @@ func (p panicHistory) StateAt(ctx context.Context, orderID string, revision *uin
 	return p.next.StateAt(ctx, orderID, revision, asOf)
 }
 
+func (p panicHistory) Events(ctx context.Context, orderID string, from, count uint64) ([]eventing.Envelope, error) {
+	return p.next.Events(ctx, orderID, from, count)
+}
+
 // TestPanicMasking is the other half of GQL-12: a panicking resolver
 // yields the generic error, the rest of the response and the server live on.
 func TestPanicMasking(t *testing.T) {

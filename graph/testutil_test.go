@@ -88,7 +88,7 @@ func newEnv(t testing.TB, cfg config) *env {
 	t.Cleanup(func() { _ = c.Close() })
 
 	codec := eventing.NewCodec(eventing.DefaultUpcasters("USD"))
-	repo := eventing.NewRepository(c, codec, eventing.RepositoryOptions{Logger: quiet})
+	repo := eventing.NewRepository(c, codec, eventing.RepositoryOptions{Logger: quiet, SkipReadBack: true})
 	wait := cfg.readWait
 	if wait == 0 {
 		wait = 5 * time.Second

@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -42,11 +40,7 @@ func TestEndToEnd(t *testing.T) {
 	e2eInstall(t)
 
 	tmp := t.TempDir()
-	bin := filepath.Join(tmp, "ordertrail")
-	build := exec.CommandContext(t.Context(), "go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build -o %s .: %v\n%s", bin, err, out)
-	}
+	bin := serviceBinary(t)
 	data := filepath.Join(tmp, "data")
 
 	svc := e2eStart(t, bin, data)
@@ -143,7 +137,7 @@ type e2eService struct {
 	url    string
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when the process has exited
-	log    *e2eLog
+	log    *procLog
 }
 
 // e2eStart starts the binary on a free loopback port, with extra flags
@@ -151,10 +145,10 @@ type e2eService struct {
 // the end of the test if stop was not called.
 func e2eStart(t *testing.T, bin, data string, extra ...string) *e2eService {
 	t.Helper()
-	addr := e2eFreeAddr(t)
-	s := &e2eService{url: "http://" + addr, exited: make(chan struct{}), log: new(e2eLog)}
+	addr := freeAddr(t)
+	s := &e2eService{url: "http://" + addr, exited: make(chan struct{}), log: new(procLog)}
 	s.cmd = exec.Command(bin, append([]string{"--addr", addr, "--data", data}, extra...)...)
-	s.cmd.Env = e2eEnv()
+	s.cmd.Env = cleanEnv()
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", bin, err)
@@ -234,46 +228,4 @@ func (s *e2eService) do(t *testing.T, query string, vars map[string]any, out any
 	if err := json.Unmarshal(r.Data, out); err != nil {
 		t.Fatalf("POST /graphql: data %s: %v", r.Data, err)
 	}
-}
-
-// e2eFreeAddr returns a loopback address with a port that was free a moment ago.
-func e2eFreeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// e2eEnv is the test's environment without ORDERTRAIL_* settings, so a
-// developer's configuration (tokens, an external event store) does not leak
-// into the run.
-func e2eEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "ORDERTRAIL_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
-// e2eLog is a bytes.Buffer safe for the process's writers and the test.
-type e2eLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *e2eLog) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *e2eLog) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -40,7 +39,7 @@ func TestProjection(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds, kills and restarts the binary; skipped with -short")
 	}
-	bin := pjBuild(t)
+	bin := serviceBinary(t)
 	t.Run("CrashRecovery", func(t *testing.T) { testProjectionCrashRecovery(t, bin) })
 	t.Run("RebuildWhileLive", func(t *testing.T) { testRebuildWhileLive(t, bin) })
 	t.Run("OfflineRebuild", func(t *testing.T) { testOfflineRebuild(t, bin) })
@@ -358,10 +357,10 @@ func testOfflineRebuild(t *testing.T, bin string) {
 	before := svc.allOrders(ctx, t)
 	svc.stop(t)
 
-	unused := pjFreeAddr(t)
+	unused := freeAddr(t)
 	for i := range 2 {
 		cmd := exec.CommandContext(ctx, bin, "rebuild", "--api", "http://"+unused+"/graphql", "--data", data)
-		cmd.Env = pjEnv()
+		cmd.Env = cleanEnv()
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()
@@ -399,33 +398,22 @@ func testOfflineRebuild(t *testing.T, bin string) {
 	svc.stop(t)
 }
 
-// pjBuild builds the service binary into the test's temporary directory.
-func pjBuild(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "ordertrail")
-	cmd := exec.CommandContext(t.Context(), "go", "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build -o %s .: %v\n%s", bin, err, out)
-	}
-	return bin
-}
-
 // pjService is one running service process.
 type pjService struct {
 	url    string
 	cmd    *exec.Cmd
 	exited chan struct{}
-	log    *pjLog
+	log    *procLog
 }
 
 // pjStart starts the binary with the embedded store on data and waits for
 // /healthz; the process is killed at the end of the test if still running.
 func pjStart(t *testing.T, bin, data string) *pjService {
 	t.Helper()
-	addr := pjFreeAddr(t)
-	s := &pjService{url: "http://" + addr, exited: make(chan struct{}), log: &pjLog{}}
+	addr := freeAddr(t)
+	s := &pjService{url: "http://" + addr, exited: make(chan struct{}), log: &procLog{}}
 	s.cmd = exec.Command(bin, "--addr", addr, "--data", data)
-	s.cmd.Env = pjEnv()
+	s.cmd.Env = cleanEnv()
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", bin, err)
@@ -442,7 +430,7 @@ func pjStart(t *testing.T, bin, data string) *pjService {
 			<-s.exited
 		}
 		if t.Failed() {
-			t.Logf("service log (%s):\n%s", addr, s.log.tail(60))
+			t.Logf("service log (%s):\n%s", addr, s.log.lastLines(60))
 		}
 	})
 	deadline := time.Now().Add(30 * time.Second)
@@ -455,11 +443,11 @@ func pjStart(t *testing.T, bin, data string) *pjService {
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("GET %s/healthz: no 200 within 30s (%v):\n%s", s.url, err, s.log.tail(60))
+			t.Fatalf("GET %s/healthz: no 200 within 30s (%v):\n%s", s.url, err, s.log.lastLines(60))
 		}
 		select {
 		case <-s.exited:
-			t.Fatalf("service exited before /healthz answered (%v):\n%s", s.cmd.ProcessState, s.log.tail(60))
+			t.Fatalf("service exited before /healthz answered (%v):\n%s", s.cmd.ProcessState, s.log.lastLines(60))
 		case <-time.After(20 * time.Millisecond): // another process: poll
 		}
 	}
@@ -483,10 +471,10 @@ func (s *pjService) stop(t *testing.T) {
 	select {
 	case <-s.exited:
 	case <-time.After(20 * time.Second):
-		t.Fatalf("service did not exit within 20s of SIGINT:\n%s", s.log.tail(60))
+		t.Fatalf("service did not exit within 20s of SIGINT:\n%s", s.log.lastLines(60))
 	}
 	if !s.cmd.ProcessState.Success() {
-		t.Errorf("service exited with %v after SIGINT:\n%s", s.cmd.ProcessState, s.log.tail(60))
+		t.Errorf("service exited with %v after SIGINT:\n%s", s.cmd.ProcessState, s.log.lastLines(60))
 	}
 }
 
@@ -961,27 +949,6 @@ func (s *pjSubscription) waitFor(ctx context.Context, t *testing.T, position uin
 	}
 }
 
-func pjFreeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// pjEnv is the environment without ORDERTRAIL_* settings.
-func pjEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "ORDERTRAIL_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
 func pjPos(p uint64) string { return strconv.FormatUint(p, 10) }
 
 func pjParse(t *testing.T, s string) uint64 {
@@ -998,24 +965,4 @@ func pjDeref(s *string) string {
 		return ""
 	}
 	return *s
-}
-
-// pjLog collects a process's output for failure reports.
-type pjLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *pjLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-// tail returns the last n lines.
-func (l *pjLog) tail(n int) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	lines := strings.Split(strings.TrimRight(l.buf.String(), "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

@@ -23,10 +23,10 @@ func TestRealEventStore(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	bin := repBuild(t)
+	bin := serviceBinary(t)
 	// A node that already holds other runs' orders is fine: the fresh read
 	// model catches up on all of them, hence the generous read wait.
-	api := repStart(t, bin, "api", repFreeAddr(t), "serve", "--data", filepath.Join(t.TempDir(), "data"),
+	api := repStart(t, bin, "api", freeAddr(t), "serve", "--data", filepath.Join(t.TempDir(), "data"),
 		"--eventstore", conn, "--read-wait", "60s")
 	customer := "c-realesdb-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 

@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -35,13 +34,13 @@ func TestReplicas(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	bin := repBuild(t)
+	bin := serviceBinary(t)
 	tmp := t.TempDir()
 	storeAddr := repStablePort(t)
 	conn := "esdb://" + storeAddr + "?tls=false"
 	store := repStart(t, bin, "store", storeAddr, "eventstore", "--addr", storeAddr, "--data", filepath.Join(tmp, "store"))
-	a := repStart(t, bin, "A", repFreeAddr(t), "serve", "--data", filepath.Join(tmp, "a"), "--eventstore", conn)
-	b := repStart(t, bin, "B", repFreeAddr(t), "serve", "--data", filepath.Join(tmp, "b"), "--eventstore", conn)
+	a := repStart(t, bin, "A", freeAddr(t), "serve", "--data", filepath.Join(tmp, "a"), "--eventstore", conn)
+	b := repStart(t, bin, "B", freeAddr(t), "serve", "--data", filepath.Join(tmp, "b"), "--eventstore", conn)
 
 	customer := "c-replicas-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	var created []string // IDs of every order created, in order
@@ -289,19 +288,6 @@ func TestReplicas(t *testing.T) {
 	})
 }
 
-// repBuild builds the service into the test's temporary directory.
-func repBuild(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "ordertrail")
-	start := time.Now()
-	out, err := exec.CommandContext(t.Context(), "go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build -o %s .: %v\n%s", bin, err, out)
-	}
-	t.Logf("go build took %v", time.Since(start).Round(time.Millisecond))
-	return bin
-}
-
 // repProc is one process of the binary: an API replica or the
 // standalone store. It can be killed with SIGKILL and restarted with the
 // same arguments, address and data.
@@ -314,7 +300,7 @@ type repProc struct {
 	store  bool // a standalone event store: ready when its port accepts
 	cmd    *exec.Cmd
 	exited chan struct{}
-	log    *repLog
+	log    *procLog
 }
 
 // repStart runs `bin args… --addr addr` and waits until it is up: an
@@ -328,13 +314,13 @@ func repStart(t *testing.T, bin, name, addr string, args ...string) *repProc {
 	}
 	p := &repProc{
 		name: name, bin: bin, args: args, addr: addr, url: "http://" + addr,
-		store: len(args) > 0 && args[0] == "eventstore", log: new(repLog),
+		store: len(args) > 0 && args[0] == "eventstore", log: new(procLog),
 	}
 	p.launch(t)
 	t.Cleanup(func() {
 		p.stop()
 		if t.Failed() {
-			t.Logf("log of %s (%s):\n%s", p.name, p.addr, p.log.tail(16<<10))
+			t.Logf("log of %s (%s):\n%s", p.name, p.addr, p.log.lastBytes(16<<10))
 		}
 	})
 	return p
@@ -344,7 +330,7 @@ func (p *repProc) launch(t *testing.T) {
 	t.Helper()
 	fmt.Fprintf(p.log, "---- start %s %s\n", p.bin, strings.Join(p.args, " "))
 	p.cmd = exec.Command(p.bin, p.args...)
-	p.cmd.Env = repEnviron()
+	p.cmd.Env = cleanEnv()
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("%s: start: %v", p.name, err)
@@ -377,11 +363,11 @@ func (p *repProc) launch(t *testing.T) {
 		}
 		select {
 		case <-exited:
-			t.Fatalf("%s exited (%v) before it was up:\n%s", p.name, p.cmd.ProcessState, p.log.tail(8<<10))
+			t.Fatalf("%s exited (%v) before it was up:\n%s", p.name, p.cmd.ProcessState, p.log.lastBytes(8<<10))
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s not up within 30s (last error: %v):\n%s", p.name, err, p.log.tail(8<<10))
+			t.Fatalf("%s not up within 30s (last error: %v):\n%s", p.name, err, p.log.lastBytes(8<<10))
 		}
 	}
 }
@@ -743,18 +729,6 @@ func (s *repSubscription) close() {
 	<-s.done
 }
 
-// repFreeAddr returns a loopback address whose port was free a moment
-// ago.
-func repFreeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // repStablePort returns a loopback address with a port below the kernel's
 // ephemeral range that is free now, for a process that is restarted on the
 // same address: a port from 127.0.0.1:0 could be handed to another process
@@ -770,39 +744,4 @@ func repStablePort(t *testing.T) string {
 	}
 	t.Fatal("no free port in 20000-31999")
 	return ""
-}
-
-// repEnviron is the environment without ORDERTRAIL_*
-// settings, so a developer's configuration does not leak into the run.
-func repEnviron() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "ORDERTRAIL_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
-// repLog collects a process's output for failure reports.
-type repLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *repLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-// tail returns at most the last n bytes of the log.
-func (l *repLog) tail(n int) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b := l.buf.Bytes()
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
 }

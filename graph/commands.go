@@ -97,11 +97,7 @@ func clientError(err, rule error) error {
 // payload returns the command's events and position; the order itself is
 // resolved by payloadOrder, only when asked for.
 func (r *Resolver) payload(_ context.Context, orderID string, res eventing.Result) (*model.OrderPayload, error) {
-	events := make([]*model.HistoryEvent, len(res.Events))
-	for i, e := range res.Events {
-		events[i] = toHistoryEvent(e)
-	}
-	p := &model.OrderPayload{OrderID: orderID, Events: events, Position: model.Position(res.Position), Complete: res.Complete}
+	p := &model.OrderPayload{OrderID: orderID, Events: toHistoryEvents(res.Events), Position: model.Position(res.Position), Complete: res.Complete}
 	if len(res.Events) > 0 {
 		p.FirstRevision = res.Events[0].Revision
 	}
@@ -118,11 +114,7 @@ func (r *Resolver) payloadEvents(ctx context.Context, p *model.OrderPayload) ([]
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*model.HistoryEvent, len(stored))
-	for i, e := range stored {
-		out[i] = toHistoryEvent(e)
-	}
-	return out, nil
+	return toHistoryEvents(stored), nil
 }
 
 // payloadOrder returns the order as the read model shows it once it has

@@ -79,6 +79,14 @@ func toOrderState(o *domain.Order) *model.OrderState {
 	}
 }
 
+func toHistoryEvents(envs []eventing.Envelope) []*model.HistoryEvent {
+	out := make([]*model.HistoryEvent, len(envs))
+	for i, e := range envs {
+		out[i] = toHistoryEvent(e)
+	}
+	return out
+}
+
 func toHistoryEvent(e eventing.Envelope) *model.HistoryEvent {
 	data := model.JSON(e.Data)
 	if !json.Valid(data) {

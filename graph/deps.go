@@ -27,7 +27,6 @@ type History interface {
 type Reads interface {
 	WaitFor(ctx context.Context, position uint64) error
 	Order(ctx context.Context, id string) (readstore.Order, error)
-	OrdersByIDs(ctx context.Context, ids []string) (map[string]readstore.Order, error)
 	Orders(ctx context.Context, q readstore.OrderQuery) (readstore.OrderPage, error)
 	Customer(ctx context.Context, id string) (readstore.Customer, error)
 	Trends(ctx context.Context, q readstore.TrendQuery) ([]readstore.Trend, error)

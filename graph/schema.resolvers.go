@@ -157,11 +157,7 @@ func (r *orderResolver) History(ctx context.Context, obj *model.Order) ([]*model
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*model.HistoryEvent, len(events))
-	for i, e := range events {
-		out[i] = toHistoryEvent(e)
-	}
-	return out, nil
+	return toHistoryEvents(events), nil
 }
 
 // AsOf is the resolver for the asOf field.

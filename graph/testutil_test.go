@@ -208,11 +208,6 @@ func (c countingReads) Order(ctx context.Context, id string) (readstore.Order, e
 	return c.liveReads.Order(ctx, id)
 }
 
-func (c countingReads) OrdersByIDs(ctx context.Context, ids []string) (map[string]readstore.Order, error) {
-	c.n.Add(1)
-	return c.liveReads.OrdersByIDs(ctx, ids)
-}
-
 func (c countingReads) Orders(ctx context.Context, q readstore.OrderQuery) (readstore.OrderPage, error) {
 	c.n.Add(1)
 	return c.liveReads.Orders(ctx, q)

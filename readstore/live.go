@@ -160,11 +160,6 @@ func (l *Live) Order(ctx context.Context, id string) (Order, error) {
 	return l.Current().Order(ctx, id)
 }
 
-// OrdersByIDs is Store.OrdersByIDs on the current store.
-func (l *Live) OrdersByIDs(ctx context.Context, ids []string) (map[string]Order, error) {
-	return l.Current().OrdersByIDs(ctx, ids)
-}
-
 // Orders is Store.Orders on the current store.
 func (l *Live) Orders(ctx context.Context, q OrderQuery) (OrderPage, error) {
 	return l.Current().Orders(ctx, q)

@@ -29,7 +29,7 @@ import (
 )
 
 // These tests run the built binary as a separate process (PROJ-01 and
-// PROJ-03 of /work/shared/research/reliability.md §3): they kill it with
+// PROJ-03 of the research notes, reliability.md §3): they kill it with
 // SIGKILL, restart it on the same data directory, rebuild its read model
 // online and offline, and compare hashes of the canonical dumps.
 

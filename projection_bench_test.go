@@ -243,7 +243,7 @@ func pbRebuild(ctx context.Context, b *testing.B, client *esdb.Client, codec *ev
 	done := make(chan error, 1)
 	go func() {
 		done <- eventing.RunSubscription(subCtx, client, codec, proj, eventing.SubscriptionOptions{
-			BatchSize: 2000,
+			BatchSize: rebuildBatchSize,
 			OnStatus: func(st eventing.SubscriptionStatus) {
 				if st.CaughtUp {
 					once.Do(func() { close(caughtUp) })
@@ -258,6 +258,9 @@ func pbRebuild(ctx context.Context, b *testing.B, client *esdb.Client, codec *ev
 	}
 	stop()
 	<-done
+	if err := fresh.EndBulkLoad(ctx); err != nil {
+		b.Fatal(err)
+	}
 	return int(proj.applied.Load())
 }
 

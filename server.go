@@ -691,6 +691,10 @@ func pointReadModelAt(dataDir, path string) error {
 	return nil
 }
 
+// rebuildBatchSize is the most events a rebuild applies per transaction:
+// large batches write each index page once for many events.
+const rebuildBatchSize = 10_000
+
 // rebuilder rebuilds the read model from the full history into a fresh
 // database while the current one keeps serving, then swaps it in.
 type rebuilder struct {
@@ -734,7 +738,7 @@ func (rb *rebuilder) Rebuild(ctx context.Context) (graph.RebuildReport, error) {
 	subDone := make(chan error, 1)
 	go func() {
 		subDone <- eventing.RunSubscription(subCtx, rb.client.Client(), rb.codec, freshProj,
-			eventing.SubscriptionOptions{BatchSize: 2000, Redial: rb.client.Redial})
+			eventing.SubscriptionOptions{BatchSize: rebuildBatchSize, Redial: rb.client.Redial})
 	}()
 	// Catch up to where the current model is, without holding it up.
 	target, err := rb.live.Current().LastChange(ctx)
@@ -743,6 +747,11 @@ func (rb *rebuilder) Rebuild(ctx context.Context) (graph.RebuildReport, error) {
 	}
 	if err := waitUntil(ctx, fresh, target); err != nil {
 		return graph.RebuildReport{}, fmt.Errorf("rebuild: catch up: %w", err)
+	}
+	// Build the indexes before pausing the live projection; the fresh
+	// model keeps catching up meanwhile.
+	if err := fresh.EndBulkLoad(ctx); err != nil {
+		return graph.RebuildReport{}, fmt.Errorf("rebuild: %w", err)
 	}
 
 	// Pause the live projection, let the fresh model reach the last event
@@ -1017,7 +1026,7 @@ func rebuild(ctx context.Context, args []string, getenv func(string) string, std
 	done := make(chan error, 1)
 	go func() {
 		done <- eventing.RunSubscription(subCtx, client.Client(), eventing.NewCodec(eventing.DefaultUpcasters(getenvOr(getenv, "ORDERTRAIL_LEGACY_CURRENCY", "USD"))), proj,
-			eventing.SubscriptionOptions{BatchSize: 2000, OnStatus: func(st eventing.SubscriptionStatus) {
+			eventing.SubscriptionOptions{BatchSize: rebuildBatchSize, OnStatus: func(st eventing.SubscriptionStatus) {
 				if st.CaughtUp {
 					once.Do(func() { close(caughtUp) })
 				}
@@ -1033,6 +1042,9 @@ func rebuild(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	stop()
 	<-done
+	if err := fresh.EndBulkLoad(ctx); err != nil {
+		return fmt.Errorf("rebuild: %w", err)
+	}
 	hash, err := fresh.Hash(ctx)
 	if err != nil {
 		return err

@@ -132,6 +132,9 @@ func TestDecodeRejects(t *testing.T) {
 		{"schema version zero", "OrderPaid", `{"orderId":"o"}`, `{"schemaVersion":0}`, nil},
 		{"schema version not a number", "OrderPaid", `{"orderId":"o"}`, `{"schemaVersion":"1"}`, nil},
 		{"metadata not an object", "OrderPaid", `{"orderId":"o"}`, `"x"`, nil},
+		{"duplicate member", "OrderPaid", `{"orderId":"o","orderId":"p"}`, "", nil},
+		{"invalid UTF-8", "OrderPaid", "{\"orderId\":\"o\xff\"}", "", nil},
+		{"duplicate metadata member", "OrderPaid", `{"orderId":"o"}`, `{"schemaVersion":1,"schemaVersion":1}`, nil},
 	}
 	codec := newCodec()
 	for _, tt := range tests {

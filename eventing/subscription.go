@@ -204,18 +204,25 @@ func (s *subscriber) run(ctx context.Context) error {
 	}
 	s.setStatus(true, false, s.status.LastError)
 
-	events := make(chan *esdb.SubscriptionEvent, s.opts.BatchSize)
-	received := make(chan struct{})
+	// The receiver decodes, so decoding overlaps with handling batches.
+	events := make(chan received, s.opts.BatchSize)
+	receiverDone := make(chan struct{})
 	go func() {
-		defer close(received)
+		defer close(receiverDone)
 		for {
-			ev := sub.Recv()
+			ev := received{ev: sub.Recv()}
+			if ev.ev.EventAppeared != nil {
+				// No de-duplication by position: on EventStoreDB the events of
+				// one append can share a commit position. DecodeErr travels in
+				// env.
+				ev.env, _ = s.codec.DecodeResolved(ev.ev.EventAppeared)
+			}
 			select {
 			case events <- ev:
 			case <-subCtx.Done():
 				return
 			}
-			if ev.SubscriptionDropped != nil {
+			if ev.ev.SubscriptionDropped != nil {
 				return
 			}
 		}
@@ -223,7 +230,7 @@ func (s *subscriber) run(ctx context.Context) error {
 	defer func() {
 		cancel()
 		sub.Close()
-		<-received
+		<-receiverDone
 	}()
 
 	b := batcher{s: s, last: last, scanned: last}
@@ -254,7 +261,7 @@ func (s *subscriber) run(ctx context.Context) error {
 		}
 	}()
 	for {
-		var ev *esdb.SubscriptionEvent
+		var r received
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -263,8 +270,9 @@ func (s *subscriber) run(ctx context.Context) error {
 				return err
 			}
 			continue
-		case ev = <-events:
+		case r = <-events:
 		}
+		ev := r.ev
 		switch {
 		case ev.SubscriptionDropped != nil:
 			if err := flush(); err != nil {
@@ -275,11 +283,8 @@ func (s *subscriber) run(ctx context.Context) error {
 			}
 			return storeError("subscription to", "$all", ev.SubscriptionDropped.Error)
 		case ev.EventAppeared != nil:
-			// No de-duplication by position: on EventStoreDB the events of one
-			// append can share a commit position. DecodeErr travels in env.
-			env, _ := s.codec.DecodeResolved(ev.EventAppeared)
-			b.events = append(b.events, env)
-			b.scanned = max(b.scanned, env.Position)
+			b.events = append(b.events, r.env)
+			b.scanned = max(b.scanned, r.env.Position)
 			switch {
 			case len(b.events) >= s.opts.BatchSize, caughtUp && len(events) == 0:
 				if err := flush(); err != nil {
@@ -315,6 +320,12 @@ func (s *subscriber) run(ctx context.Context) error {
 	}
 }
 
+// received is what the subscription delivered, with the event decoded.
+type received struct {
+	ev  *esdb.SubscriptionEvent
+	env Envelope // decoded ev.EventAppeared
+}
+
 // batcher collects events until they are handed over.
 type batcher struct {
 	s       *subscriber
@@ -335,7 +346,8 @@ func (b *batcher) flush(ctx context.Context) error {
 		}
 		return fmt.Errorf("handle batch up to position %d: %w", b.scanned, err)
 	}
-	b.events, b.last = nil, b.scanned
+	// The handler may keep the slice; the next batch likely has as many.
+	b.events, b.last = make([]Envelope, 0, len(b.events)), b.scanned
 	b.s.progressed = true
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 
+	jsonv2 "github.com/go-json-experiment/json"
+
 	"github.com/ordertrail/ordertrail/domain"
 )
 
@@ -78,10 +80,14 @@ func upcastOrderCreatedV1(currency string) Upcaster {
 }
 
 // unmarshalObject decodes data, which must be one JSON object, into v.
+// It uses the v2 decoder, which is several times faster than
+// encoding/json's on event payloads and stricter: member names match
+// exactly, and duplicate names or invalid UTF-8 are errors, so such an
+// event is poison instead of being read one way or another.
 func unmarshalObject(data []byte, v any) error {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 || data[0] != '{' {
 		return fmt.Errorf("data is not a JSON object")
 	}
-	return json.Unmarshal(data, v)
+	return jsonv2.Unmarshal(data, v)
 }

@@ -96,7 +96,7 @@ func (s *Store) applyTx(ctx context.Context, events []Event, checkpoint, cp uint
 	// more than the statement.
 	ctx = context.WithoutCancel(ctx)
 
-	b := newBatch(tx)
+	b := newBatch(tx, len(events))
 	if err := b.prefetch(ctx, events, cp, hasCP, &s.cache, readAll); err != nil {
 		return applied{}, fmt.Errorf("apply: %w", err)
 	}
@@ -231,9 +231,10 @@ type batch struct {
 	changes     []Change
 }
 
-func newBatch(tx *sqlx.Tx) *batch {
+// newBatch returns an empty batch for up to n events.
+func newBatch(tx *sqlx.Tx, n int) *batch {
 	return &batch{tx: tx, orders: map[string]*Order{}, assumed: map[string]bool{}, isDirty: map[string]bool{},
-		customers: map[string]*customerDelta{}, trends: map[trendKey]*Trend{}}
+		customers: map[string]*customerDelta{}, trends: map[trendKey]*Trend{}, changes: make([]Change, 0, n)}
 }
 
 // apply projects one event; a *poisonError leaves the batch unchanged.

@@ -16,3 +16,11 @@ func Pragma(s *Store, name string) (writer, reader string, err error) {
 	err = s.r.Get(&reader, "PRAGMA "+name)
 	return
 }
+
+// Indexes lists the names of the indexes defined with CREATE INDEX, read
+// on a reader connection.
+func Indexes(s *Store) ([]string, error) {
+	var names []string
+	err := s.r.Select(&names, `SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name`)
+	return names, err
+}

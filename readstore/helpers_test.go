@@ -25,7 +25,7 @@ func openStore(t testing.TB, opts readstore.Options) *readstore.Store {
 	if opts.Logger == nil {
 		opts.Logger = quietLogger()
 	}
-	s, err := readstore.OpenFresh(context.Background(), filepath.Join(t.TempDir(), "read.db"), opts)
+	s, err := readstore.Open(context.Background(), filepath.Join(t.TempDir(), "read.db"), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,8 +34,12 @@ func (l *Live) Current() *Store { return l.cur.Load() }
 // Swap makes next the current store and returns the previous one, which
 // the caller closes once in-flight queries are done. It fails with
 // ErrBehind when next's checkpoint is below the current one, so queries
-// never go back in time.
+// never go back in time. A store still in bulk-load mode gets its indexes
+// first (EndBulkLoad).
 func (l *Live) Swap(ctx context.Context, next *Store) (*Store, error) {
+	if err := next.EndBulkLoad(ctx); err != nil {
+		return nil, fmt.Errorf("swap: %w", err)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	prev := l.cur.Load()

@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -48,6 +49,7 @@ type Options struct {
 // pool of read-only connections for queries and subscriptions.
 type Store struct {
 	w, r   *sqlx.DB
+	path   string
 	opts   Options
 	log    *slog.Logger
 	policy PoisonPolicy
@@ -70,36 +72,74 @@ type Store struct {
 
 	cache orderCache // orders of recent commits; Apply's, under applyMu
 
+	// bulk is set while a store made by OpenFresh is in bulk-load mode.
+	bulk atomic.Bool
+
 	failHook func(Event) error // test hook: fails Apply before an event
 }
 
 // Open opens or creates the read-model database at path and applies the
 // embedded migrations that are not yet recorded in schema_migrations.
 func Open(ctx context.Context, path string, opts Options) (*Store, error) {
+	return open(ctx, path, opts, false)
+}
+
+// OpenFresh creates a new, empty read-model database at path and fails with
+// ErrExists if the file is already there. A rebuild fills it from the full
+// history while the current store keeps serving; see Live.
+//
+// The fresh store starts in bulk-load mode, until EndBulkLoad: its
+// secondary indexes are left out, to be built once at the end instead of
+// row by row, and it writes straight into the database file, with no WAL
+// and no syncs, since a rebuild that dies before EndBulkLoad discards the
+// file. Queries work in bulk-load mode, only slower, and they hold up
+// commits while they read.
+func OpenFresh(ctx context.Context, path string, opts Options) (*Store, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("%w: %s", ErrExists, path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create read store %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("create read store %s: %w", path, err)
+	}
+	return open(ctx, path, opts, true)
+}
+
+func open(ctx context.Context, path string, opts Options, bulk bool) (*Store, error) {
 	if opts.WaitTimeout <= 0 {
 		opts.WaitTimeout = 3 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	const pragmas = "_foreign_keys=on&_busy_timeout=5000&_stmt_cache_size=64"
 	// synchronous=NORMAL may lose the last commits on power loss, but the
 	// checkpoint is in the same transaction, so they are simply re-applied.
-	const pragmas = "_journal_mode=WAL&_synchronous=NORMAL&_foreign_keys=on&_busy_timeout=5000&_stmt_cache_size=64"
+	journal := "_journal_mode=WAL&_synchronous=NORMAL"
+	if bulk {
+		journal = "_journal_mode=MEMORY&_synchronous=OFF"
+	}
 	// The writer gets a page cache of up to 128 MiB (SQLite's default is
 	// 2 MiB): a batch rewrites pages all over the indexes, and reading them
 	// back from the file cost more than the writes.
-	w, err := sqlx.Open("sqlite3", "file:"+path+"?"+pragmas+"&_txlock=immediate&_cache_size=-131072")
+	w, err := sqlx.Open("sqlite3", "file:"+path+"?"+journal+"&"+pragmas+"&_txlock=immediate&_cache_size=-131072")
 	if err != nil {
 		return nil, fmt.Errorf("open read store %s: %w", path, err)
 	}
 	w.SetMaxOpenConns(1)
 	w.SetConnMaxIdleTime(0)
-	s := &Store{w: w, opts: opts, log: opts.Logger, policy: opts.Poison[Projection],
+	s := &Store{w: w, path: path, opts: opts, log: opts.Logger, policy: opts.Poison[Projection],
 		committed: make(chan struct{}), done: make(chan struct{})}
+	s.bulk.Store(bulk)
 	if err := s.migrate(ctx); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open read store %s: %w", path, err)
 	}
+	// Readers and the checkpointer take the journal mode the writer set:
+	// WAL is recorded in the file.
 	r, err := sqlx.Open("sqlite3", "file:"+path+"?"+pragmas+"&_query_only=true")
 	if err != nil {
 		w.Close()
@@ -114,7 +154,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("open read store %s: %w", path, err)
 	}
-	cp, err := sqlx.Open("sqlite3", "file:"+path+"?"+pragmas)
+	cp, err := sqlx.Open("sqlite3", "file:"+path+"?_synchronous=NORMAL&"+pragmas)
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open read store %s: %w", path, err)
@@ -123,6 +163,14 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	s.cp = cp
 	s.cpDone = make(chan struct{})
 	go s.checkpointLoop()
+	build := s.buildDeferredIndexes
+	if bulk {
+		build = s.deferIndexes
+	}
+	if err := build(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open read store %s: %w", path, err)
+	}
 	if err := s.loadState(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open read store %s: %w", path, err)
@@ -130,21 +178,102 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// OpenFresh creates a new, empty read-model database at path and fails with
-// ErrExists if the file is already there. A rebuild fills it from the full
-// history while the current store keeps serving; see Live.
-func OpenFresh(ctx context.Context, path string, opts Options) (*Store, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
-	if errors.Is(err, fs.ErrExist) {
-		return nil, fmt.Errorf("%w: %s", ErrExists, path)
-	}
+// deferIndexes drops the secondary indexes of a fresh store and records,
+// in the same transaction, the statements that build them again.
+func (s *Store) deferIndexes(ctx context.Context) error {
+	tx, err := s.w.BeginTxx(ctx, nil)
 	if err != nil {
-		return nil, fmt.Errorf("create read store %s: %w", path, err)
+		return fmt.Errorf("bulk load: %w", err)
 	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("create read store %s: %w", path, err)
+	defer tx.Rollback()
+	var indexes []struct {
+		Name string `db:"name"`
+		SQL  string `db:"sql"`
 	}
-	return Open(ctx, path, opts)
+	// Automatic indexes (primary keys, UNIQUE) have no sql and stay.
+	if err := tx.SelectContext(ctx, &indexes,
+		`SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name`); err != nil {
+		return fmt.Errorf("bulk load: %w", err)
+	}
+	for _, ix := range indexes {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO deferred_indexes (name, sql) VALUES (?, ?)`, ix.Name, ix.SQL); err != nil {
+			return fmt.Errorf("bulk load: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `DROP INDEX "`+ix.Name+`"`); err != nil {
+			return fmt.Errorf("bulk load: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("bulk load: %w", err)
+	}
+	return nil
+}
+
+// buildDeferredIndexes builds the indexes deferIndexes dropped, if any.
+func (s *Store) buildDeferredIndexes(ctx context.Context) error {
+	tx, err := s.w.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("build deferred indexes: %w", err)
+	}
+	defer tx.Rollback()
+	var stmts []string
+	if err := tx.SelectContext(ctx, &stmts, `SELECT sql FROM deferred_indexes ORDER BY name`); err != nil {
+		return fmt.Errorf("build deferred indexes: %w", err)
+	}
+	if len(stmts) == 0 {
+		return nil
+	}
+	for _, stmt := range stmts {
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("build deferred indexes: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM deferred_indexes`); err != nil {
+		return fmt.Errorf("build deferred indexes: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("build deferred indexes: %w", err)
+	}
+	return nil
+}
+
+// EndBulkLoad ends the bulk-load mode of a store made by OpenFresh: it
+// builds the secondary indexes, moves the database to WAL with synced
+// commits, as Open has it, and syncs everything applied so far to disk.
+// It does nothing on a store not in bulk-load mode; Live.Swap calls it.
+func (s *Store) EndBulkLoad(ctx context.Context) error {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	if !s.bulk.Load() {
+		return nil
+	}
+	if err := s.buildDeferredIndexes(ctx); err != nil {
+		return fmt.Errorf("end bulk load: %w", err)
+	}
+	var mode string
+	if err := s.w.GetContext(ctx, &mode, `PRAGMA journal_mode=WAL`); err != nil {
+		return fmt.Errorf("end bulk load: %w", err)
+	}
+	if mode != "wal" {
+		return fmt.Errorf("end bulk load: journal mode is %q, want wal", mode)
+	}
+	if _, err := s.w.ExecContext(ctx, `PRAGMA synchronous=NORMAL`); err != nil {
+		return fmt.Errorf("end bulk load: %w", err)
+	}
+	if err := syncFile(s.path); err != nil {
+		return fmt.Errorf("end bulk load: %w", err)
+	}
+	s.bulk.Store(false)
+	return nil
+}
+
+func syncFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	return errors.Join(err, f.Close())
 }
 
 // Close ends every subscription with ErrClosed, wakes WaitFor callers and
@@ -209,6 +338,9 @@ const walRestartFrames = 4096
 // commit with it. So when the WAL is long, a second checkpoint runs while
 // Apply waits; it copies only what was committed during the first one.
 func (s *Store) checkpointWAL() error {
+	if s.bulk.Load() {
+		return nil // no WAL yet
+	}
 	var busy, frames, copied int
 	if err := s.cp.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied); err != nil {
 		return err

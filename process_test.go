@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -103,4 +105,27 @@ func (l *procLog) lastLines(n int) string {
 func (l *procLog) lastBytes(n int) string {
 	s := l.String()
 	return s[max(0, len(s)-n):]
+}
+
+// TestDebugEndpoints checks that --debug-addr serves the profiling
+// endpoints on their own listener and that the API's listener does not.
+func TestDebugEndpoints(t *testing.T) {
+	debugAddr := freeAddr(t)
+	svc := e2eStart(t, serviceBinary(t), filepath.Join(t.TempDir(), "data"), "--debug-addr", debugAddr)
+	defer svc.stop(t)
+	get := func(url string) int {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode
+	}
+	if code := get("http://" + debugAddr + "/debug/pprof/cmdline"); code != http.StatusOK {
+		t.Errorf("GET /debug/pprof/cmdline on --debug-addr: %d, want 200", code)
+	}
+	if code := get(svc.url + "/debug/pprof/cmdline"); code != http.StatusNotFound {
+		t.Errorf("GET /debug/pprof/cmdline on the API address: %d, want 404", code)
+	}
 }

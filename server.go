@@ -23,9 +23,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,7 +50,16 @@ import (
 	"github.com/ordertrail/ordertrail/readstore"
 )
 
+// defaultGCPercent is the garbage collector's target when GOGC is not set.
+// The live heap is small (tens of MB), so Go's default of 100 collects
+// many times a second under load; 200 spends a few MB more on the heap and
+// about half as much CPU on collection.
+const defaultGCPercent = 200
+
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
@@ -266,6 +277,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	legacyCurrency := fs.string("legacy-currency", "ORDERTRAIL_LEGACY_CURRENCY", "USD", "currency of orders stored in the original schema, which had none")
 	logFormat := fs.string("log-format", "ORDERTRAIL_LOG_FORMAT", "text", "log format: text or json")
 	logLevel := fs.string("log-level", "ORDERTRAIL_LOG_LEVEL", "info", "log level: debug, info, warn, error")
+	debugAddr := fs.string("debug-addr", "ORDERTRAIL_DEBUG_ADDR", "", "listen address for Go's profiling endpoints (/debug/pprof/); keep it on loopback; empty: off")
 	if err := fs.parse(args); err != nil {
 		return err
 	}
@@ -274,6 +286,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return err
 	}
 	slog.SetDefault(logger)
+	if *debugAddr != "" {
+		stop, err := serveDebug(*debugAddr, logger)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	tokenList, err := secret(*tokens, "ORDERTRAIL_TOKENS_FILE", getenv)
 	if err != nil {
 		return err
@@ -424,6 +443,25 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		logger.Warn("http shutdown", "err", err)
 	}
 	return nil
+}
+
+// serveDebug serves the profiling endpoints of net/http/pprof on addr
+// until the returned func is called.
+func serveDebug(addr string, logger *slog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("debug listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	logger.Info("profiling endpoints listening", "addr", "http://"+ln.Addr().String()+"/debug/pprof/")
+	return func() { _ = srv.Close() }, nil
 }
 
 // hostPatterns turns origins such as "https://app.example.com" into the

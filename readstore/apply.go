@@ -694,7 +694,7 @@ func (r orderRow) order() (Order, error) {
 		CancelledAt: timePtr(r.CancelledAt), CancelReason: r.CancelReason, Carrier: r.Carrier,
 		TrackingReference: r.TrackingReference, Corrections: []Correction{}, Revision: uint64(r.Revision),
 		LastPosition: uint64(r.LastPosition), adjustment: r.Adjustment}
-	if err := json.Unmarshal([]byte(r.Items), &o.Items); err != nil {
+	if err := jsonUnmarshal(r.Items, &o.Items); err != nil {
 		return Order{}, fmt.Errorf("order %s items: %w", r.ID, err)
 	}
 	if o.Items == nil {

@@ -18,6 +18,10 @@ func (s *Store) CustomersByIDs(ctx context.Context, ids []string) (map[string]Cu
 	if len(ids) == 0 {
 		return out, nil
 	}
+	ctx, err := bounded(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("customers by IDs: %w", err)
+	}
 	q, args, err := sqlx.In(`SELECT customer_id, order_count, open_orders, first_order_at, last_order_at
 		FROM customers WHERE customer_id IN (?)`, ids)
 	if err != nil {

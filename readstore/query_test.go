@@ -132,3 +132,25 @@ func TestOrdersBadInput(t *testing.T) {
 		t.Errorf("empty page = %+v, %v", empty, err)
 	}
 }
+
+// TestQueriesHonourDoneContext checks that the point and page queries,
+// which run without watching their context once started, still refuse to
+// start once it is done.
+func TestQueriesHonourDoneContext(t *testing.T) {
+	s := openStore(t, readstore.Options{})
+	applyBatches(t, s, history(4, 5), 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	checks := map[string]func() error{
+		"Order":          func() error { _, err := s.Order(ctx, "x"); return err },
+		"Orders":         func() error { _, err := s.Orders(ctx, readstore.OrderQuery{}); return err },
+		"OrdersByIDs":    func() error { _, err := s.OrdersByIDs(ctx, []string{"x"}); return err },
+		"Customer":       func() error { _, err := s.Customer(ctx, "x"); return err },
+		"CustomersByIDs": func() error { _, err := s.CustomersByIDs(ctx, []string{"x"}); return err },
+	}
+	for name, call := range checks {
+		if err := call(); !errors.Is(err, context.Canceled) {
+			t.Errorf("%s with a cancelled context: err = %v, want context.Canceled", name, err)
+		}
+	}
+}

@@ -145,7 +145,11 @@ func open(ctx context.Context, path string, opts Options, bulk bool) (*Store, er
 		w.Close()
 		return nil, fmt.Errorf("open read store %s: %w", path, err)
 	}
+	// Keep every reader open: database/sql keeps 2 idle by default, and
+	// a connection opened again runs its pragmas and prepares its
+	// statements afresh.
 	r.SetMaxOpenConns(8)
+	r.SetMaxIdleConns(8)
 	s.r = r
 	// WAL checkpoints fsync; run them aside on a connection of their own
 	// instead of inside whichever commit crosses the WAL size threshold, so

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"sync"
@@ -46,6 +47,7 @@ func BenchmarkRebuild(b *testing.B) {
 			b.Fatalf("ORDERTRAIL_BENCH_EVENTS=%q: want a positive integer", v)
 		}
 	}
+	pbServiceGC(b)
 	ctx := b.Context()
 	dir := b.TempDir()
 	storeDir := filepath.Join(dir, "eventstore")
@@ -80,6 +82,15 @@ func BenchmarkRebuild(b *testing.B) {
 	b.ReportMetric(rebuildRate, "rebuild_events/s")
 	b.ReportMetric(rebuildRate/rawRate, "rebuild/raw")
 	_ = srv
+}
+
+// pbServiceGC gives the benchmark the garbage collector target that the
+// service sets for itself (main), unless GOGC is set.
+func pbServiceGC(b *testing.B) {
+	if os.Getenv("GOGC") == "" {
+		prev := debug.SetGCPercent(defaultGCPercent)
+		b.Cleanup(func() { debug.SetGCPercent(prev) })
+	}
 }
 
 // pbStore starts an embedded store on dir and returns it with a client.
@@ -274,6 +285,7 @@ func pbRebuild(ctx context.Context, b *testing.B, client *esdb.Client, codec *ev
 // projection (commit_p99_ms, the goal's baseline), and alone after it
 // (idle_commit_p99_ms). Goal: p99 lag / p99 commit ≤ 5.
 func BenchmarkProjectionLag(b *testing.B) {
+	pbServiceGC(b)
 	ctx := b.Context()
 	dir := b.TempDir()
 	_, client := pbStore(b, filepath.Join(dir, "eventstore"))

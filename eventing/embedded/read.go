@@ -373,23 +373,43 @@ func confirm(srv streams.Streams_ReadServer) error {
 
 var caughtUpResp = &streams.ReadResp{Content: &streams.ReadResp_CaughtUp_{CaughtUp: &streams.ReadResp_CaughtUp{}}}
 
-// wait blocks until the next commit, the end of the call or server shutdown.
-func (h *streamsService) wait(ctx context.Context, notify <-chan struct{}) error {
-	select {
-	case <-notify:
-		return nil
-	case <-ctx.Done():
-		return status.FromContextError(ctx.Err()).Err()
-	case <-h.srv.closing:
-		return status.Error(codes.Unavailable, "embedded store is shutting down")
+// liveWait is the step both subscription loops take once they have sent
+// everything committed: tell the client it has caught up (once), then
+// wait for the next commit.
+type liveWait struct {
+	h        *streamsService
+	srv      streams.Streams_ReadServer
+	notify   <-chan struct{} // closed by the commit after the last snapshot
+	caughtUp bool
+}
+
+// next sends caught_up the first time, blocks until the next commit, the
+// end of the call or server shutdown, and returns the new committed
+// position.
+func (w *liveWait) next() (uint64, error) {
+	if !w.caughtUp {
+		w.caughtUp = true
+		if err := w.srv.Send(caughtUpResp); err != nil {
+			return 0, err
+		}
 	}
+	ctx := w.srv.Context()
+	select {
+	case <-w.notify:
+	case <-ctx.Done():
+		return 0, status.FromContextError(ctx.Err()).Err()
+	case <-w.h.srv.closing:
+		return 0, status.Error(codes.Unavailable, "embedded store is shutting down")
+	}
+	var committed uint64
+	committed, w.notify = w.h.st.snapshot()
+	return committed, nil
 }
 
 // subscribeAll streams $all from an exclusive start: catch-up reads, one
 // caught_up, then live reads woken by commits. The cursor is the last scanned
 // position, so catch-up and live can neither overlap nor leave a gap.
 func (h *streamsService) subscribeAll(srv streams.Streams_ReadServer, ao *streams.ReadReq_Options_AllOptions, f *filter, uuidString bool) error {
-	ctx := srv.Context()
 	committed, notify := h.st.snapshot()
 	var cursor uint64
 	switch v := ao.GetAllOption().(type) {
@@ -425,19 +445,13 @@ func (h *streamsService) subscribeAll(srv streams.Streams_ReadServer, ao *stream
 		}
 		return nil
 	}
-	caughtUp := false
+	wait := liveWait{h: h, srv: srv, notify: notify}
 	for {
 		if cursor >= committed {
-			if !caughtUp {
-				caughtUp = true
-				if err := srv.Send(caughtUpResp); err != nil {
-					return err
-				}
-			}
-			if err := h.wait(ctx, notify); err != nil {
+			var err error
+			if committed, err = wait.next(); err != nil {
 				return err
 			}
-			committed, notify = h.st.snapshot()
 			continue
 		}
 		recs, ok := h.st.fromTail(cursor, committed, pageSize)
@@ -506,7 +520,7 @@ func (h *streamsService) subscribeStream(srv streams.Streams_ReadServer, name st
 	if err := confirm(srv); err != nil {
 		return err
 	}
-	caughtUp := false
+	wait := liveWait{h: h, srv: srv, notify: notify}
 	// Once live, every event of the stream up to position seen has been
 	// delivered, so new commits can be scanned from the in-memory tail.
 	live := false
@@ -549,15 +563,9 @@ func (h *streamsService) subscribeStream(srv streams.Streams_ReadServer, name st
 			continue
 		}
 		live, seen = true, committed
-		if !caughtUp {
-			caughtUp = true
-			if err := srv.Send(caughtUpResp); err != nil {
-				return err
-			}
-		}
-		if err := h.wait(ctx, notify); err != nil {
+		var err error
+		if committed, err = wait.next(); err != nil {
 			return err
 		}
-		committed, notify = h.st.snapshot()
 	}
 }

@@ -236,43 +236,18 @@ func pbScan(b *testing.B, path string) int {
 	return count
 }
 
-// pbRebuild is what `ordertrail rebuild` does offline: a fresh read model
-// fed from the start of $all until the subscription has caught up. It
+// pbRebuild is what `ordertrail rebuild` does offline (rebuildInto) and
 // returns the number of events applied.
 func pbRebuild(ctx context.Context, b *testing.B, client *esdb.Client, codec *eventing.Codec, path string) int {
 	b.Helper()
-	fresh, err := readstore.OpenFresh(ctx, path, readstore.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	fresh, applied, err := rebuildInto(ctx, client, codec, path, readstore.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
+		b.Fatalf("rebuild: %v", err)
+	}
+	if err := fresh.Close(); err != nil {
 		b.Fatal(err)
 	}
-	defer fresh.Close()
-	proj := &projector{live: readstore.NewLive(fresh)}
-	subCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	caughtUp := make(chan struct{})
-	var once sync.Once
-	done := make(chan error, 1)
-	go func() {
-		done <- eventing.RunSubscription(subCtx, client, codec, proj, eventing.SubscriptionOptions{
-			BatchSize: rebuildBatchSize,
-			OnStatus: func(st eventing.SubscriptionStatus) {
-				if st.CaughtUp {
-					once.Do(func() { close(caughtUp) })
-				}
-			},
-		})
-	}()
-	select {
-	case <-caughtUp:
-	case err := <-done:
-		b.Fatalf("rebuild subscription: %v", err)
-	}
-	stop()
-	<-done
-	if err := fresh.EndBulkLoad(ctx); err != nil {
-		b.Fatal(err)
-	}
-	return int(proj.applied.Load())
+	return int(applied)
 }
 
 // BenchmarkProjectionLag measures, at a steady load of half the maximum

@@ -273,7 +273,7 @@ func BenchmarkProjectionLag(b *testing.B) {
 	b.Cleanup(func() { _ = rm.Close() })
 	live := readstore.NewLive(rm)
 	rec := newPBRecorder()
-	h := &pbTimedProjector{projector: &projector{live: live}, rec: rec}
+	h := &pbTimedProjector{Projector: &readstore.Projector{Live: live}, rec: rec}
 	runCtx, stopRun := context.WithCancel(ctx)
 	caughtUp := make(chan struct{})
 	var once sync.Once
@@ -401,13 +401,13 @@ func BenchmarkProjectionLag(b *testing.B) {
 // pbTimedProjector is the service's projector that also records when each
 // event's batch was committed.
 type pbTimedProjector struct {
-	*projector
+	*readstore.Projector
 	rec *pbRecorder
 }
 
 func (p *pbTimedProjector) HandleBatch(ctx context.Context, events []eventing.Envelope, checkpoint uint64) error {
 	start := time.Now()
-	if err := p.projector.HandleBatch(ctx, events, checkpoint); err != nil {
+	if err := p.Projector.HandleBatch(ctx, events, checkpoint); err != nil {
 		return err
 	}
 	p.rec.mu.Lock()

@@ -31,7 +31,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -350,10 +349,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 
 	metrics := newMetrics()
 	feed := &feedStatus{conn: client}
-	proj := &projector{live: reads, metrics: metrics}
+	// A rebuild holds gate while it swaps read models.
+	gate := new(sync.Mutex)
+	proj := &readstore.Projector{Live: reads, Gate: gate, OnApplied: func(events []eventing.Envelope) {
+		if len(events) > 0 {
+			metrics.projectionLag.Set(time.Since(events[len(events)-1].RecordedAt).Seconds())
+		}
+	}}
 	rebuilder := &rebuilder{
 		path: readPath, dataDir: *store.data, client: client, codec: codec, live: reads,
-		main: proj, opts: readOpts, logger: logger.With("component", "rebuild"),
+		gate: gate, opts: readOpts, logger: logger.With("component", "rebuild"),
 	}
 	runCtx, cancelRun := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -638,48 +643,6 @@ func readHead(ctx context.Context, conn *eventing.Conn) (uint64, error) {
 	return ev.Event.Position.Commit, nil
 }
 
-// projector feeds the current read model from the subscription. A
-// rebuild holds gate while it swaps read models, so no batch lands on the
-// old model after the new one has caught up.
-type projector struct {
-	live    *readstore.Live
-	metrics *metrics
-	gate    sync.Mutex
-	applied atomic.Int64
-}
-
-func (p *projector) Checkpoint(ctx context.Context) (uint64, error) {
-	return p.live.Current().Checkpoint(ctx)
-}
-
-func (p *projector) HandleBatch(ctx context.Context, events []eventing.Envelope, checkpoint uint64) error {
-	batch := toReadEvents(events)
-	p.gate.Lock()
-	defer p.gate.Unlock()
-	_, err := p.live.Current().Apply(ctx, batch, checkpoint)
-	if err != nil {
-		return err
-	}
-	p.applied.Add(int64(len(events)))
-	if p.metrics != nil && len(events) > 0 {
-		p.metrics.projectionLag.Set(time.Since(events[len(events)-1].RecordedAt).Seconds())
-	}
-	return nil
-}
-
-// toReadEvents converts decoded store events to the read model's input.
-func toReadEvents(events []eventing.Envelope) []readstore.Event {
-	batch := make([]readstore.Event, len(events))
-	for i, e := range events {
-		batch[i] = readstore.Event{
-			Position: e.Position, Stream: e.Stream, Revision: e.Revision, EventID: e.EventID,
-			Type: e.Type, RecordedAt: e.RecordedAt, Metadata: e.RawMeta, Data: e.Data,
-			Event: e.Event, DecodeErr: e.DecodeErr,
-		}
-	}
-	return batch
-}
-
 // readModelPointer names the file, in the data directory, that holds the
 // name of the current read-model database; a rebuild replaces it
 // atomically.
@@ -742,7 +705,7 @@ type rebuilder struct {
 	client  *eventing.Conn
 	codec   *eventing.Codec
 	live    *readstore.Live
-	main    *projector
+	gate    sync.Locker // the live projection's Gate
 	opts    readstore.Options
 	logger  *slog.Logger
 }
@@ -772,7 +735,7 @@ func (rb *rebuilder) Rebuild(ctx context.Context) (graph.RebuildReport, error) {
 	// keeps serving and keeps being fed.
 	subCtx, stopSub := context.WithCancel(ctx)
 	defer stopSub()
-	freshProj := &projector{live: readstore.NewLive(fresh)}
+	freshProj := &readstore.Projector{Live: readstore.NewLive(fresh)}
 	subDone := make(chan error, 1)
 	go func() {
 		subDone <- eventing.RunSubscription(subCtx, rb.client.Client(), rb.codec, freshProj,
@@ -794,8 +757,8 @@ func (rb *rebuilder) Rebuild(ctx context.Context) (graph.RebuildReport, error) {
 
 	// Pause the live projection, let the fresh model reach the last event
 	// the current one applied, and swap.
-	rb.main.gate.Lock()
-	defer rb.main.gate.Unlock()
+	rb.gate.Lock()
+	defer rb.gate.Unlock()
 	prev := rb.live.Current()
 	if target, err = prev.LastChange(ctx); err != nil {
 		return graph.RebuildReport{}, err
@@ -829,7 +792,7 @@ func (rb *rebuilder) Rebuild(ctx context.Context) (graph.RebuildReport, error) {
 			return graph.RebuildReport{}, fmt.Errorf("rebuild: align checkpoint: %w", err)
 		}
 	}
-	rep := graph.RebuildReport{Events: int(freshProj.applied.Load())}
+	rep := graph.RebuildReport{Events: int(freshProj.Applied())}
 	if rep.PreviousCheckpoint, err = prev.Checkpoint(ctx); err != nil {
 		return graph.RebuildReport{}, err
 	}
@@ -895,7 +858,7 @@ func (rb *rebuilder) applyRange(ctx context.Context, s *readstore.Store, from, t
 		env, _ := rb.codec.DecodeResolved(ev) // DecodeErr travels in env
 		batch = append(batch, env)
 	}
-	_, err = s.Apply(ctx, toReadEvents(batch), to)
+	_, err = s.Apply(ctx, readstore.FromEnvelopes(batch), to)
 	return err
 }
 
@@ -1022,7 +985,7 @@ func rebuildInto(ctx context.Context, client *esdb.Client, codec *eventing.Codec
 	if err != nil {
 		return nil, 0, err
 	}
-	proj := &projector{live: readstore.NewLive(fresh)}
+	proj := &readstore.Projector{Live: readstore.NewLive(fresh)}
 	subCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	caughtUp := make(chan struct{})
@@ -1050,7 +1013,7 @@ func rebuildInto(ctx context.Context, client *esdb.Client, codec *eventing.Codec
 		_ = fresh.Close()
 		return nil, 0, err
 	}
-	return fresh, proj.applied.Load(), nil
+	return fresh, proj.Applied(), nil
 }
 
 // rebuild rebuilds the read models. With a service answering at --api it

@@ -107,7 +107,7 @@ func newEnv(t testing.TB, cfg config) *env {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = eventing.RunSubscription(runCtx, c, codec, projector{live: live, gate: &e.gate}, eventing.SubscriptionOptions{OnStatus: feed.set})
+		_ = eventing.RunSubscription(runCtx, c, codec, &readstore.Projector{Live: live, Gate: e.gate.RLocker()}, eventing.SubscriptionOptions{OnStatus: feed.set})
 	}()
 	t.Cleanup(func() { cancelRun(); <-done })
 
@@ -226,32 +226,6 @@ func (c countingReads) Trends(ctx context.Context, q readstore.TrendQuery) ([]re
 func (c countingReads) Status(ctx context.Context) (readstore.ProjectionStatus, error) {
 	c.n.Add(1)
 	return c.liveReads.Status(ctx)
-}
-
-// projector is server.go's projector without its metrics, and with a
-// gate that lets a test hold the projection back.
-type projector struct {
-	live *readstore.Live
-	gate *sync.RWMutex
-}
-
-func (p projector) Checkpoint(ctx context.Context) (uint64, error) {
-	return p.live.Current().Checkpoint(ctx)
-}
-
-func (p projector) HandleBatch(ctx context.Context, events []eventing.Envelope, checkpoint uint64) error {
-	p.gate.RLock()
-	defer p.gate.RUnlock()
-	batch := make([]readstore.Event, len(events))
-	for i, e := range events {
-		batch[i] = readstore.Event{
-			Position: e.Position, Stream: e.Stream, Revision: e.Revision, EventID: e.EventID,
-			Type: e.Type, RecordedAt: e.RecordedAt, Metadata: e.RawMeta, Data: e.Data,
-			Event: e.Event, DecodeErr: e.DecodeErr,
-		}
-	}
-	_, err := p.live.Current().Apply(ctx, batch, checkpoint)
-	return err
 }
 
 // gqlError is one entry of a response's errors.

@@ -13,51 +13,14 @@ import { isSubscriptionOperation } from "@apollo/client/utilities";
 import { createClient } from "graphql-ws";
 import WebSocket from "ws";
 
-const base = (process.argv[2] ?? "").replace(/\/+$/, "");
-if (!/^https?:\/\//.test(base)) {
-  console.error("usage: node apollo.mjs http://127.0.0.1:PORT");
-  process.exit(2);
-}
+import { AssertionFailed, eq, fail, ok, runScript, serviceURL, step } from "./check.mjs";
+
+const base = serviceURL("apollo.mjs");
 const httpURL = `${base}/graphql`;
 const wsURL = httpURL.replace(/^http/, "ws");
 const runID = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
-const started = performance.now();
-
-// ---------- assertions ----------
-
-class AssertionFailed extends Error {}
-
-function fail(msg) {
-  throw new AssertionFailed(msg);
-}
-
-// norm drops __typename (Apollo adds it) and sorts keys, for comparison.
-function norm(v) {
-  if (Array.isArray(v)) return v.map(norm);
-  if (v && typeof v === "object") {
-    return Object.fromEntries(Object.keys(v).filter((k) => k !== "__typename").sort().map((k) => [k, norm(v[k])]));
-  }
-  return v;
-}
-
-function eq(got, want, what) {
-  const g = JSON.stringify(norm(got));
-  const w = JSON.stringify(norm(want));
-  if (g !== w) fail(`${what}: expected ${w}, got ${g}`);
-}
-
-function ok(cond, what, got) {
-  if (!cond) fail(`${what}${got === undefined ? "" : `; got ${JSON.stringify(got)}`}`);
-}
 
 const big = (p) => BigInt(p);
-
-let stepStart = performance.now();
-function step(name) {
-  const now = performance.now();
-  console.log(`ok   ${name} (${Math.round(now - stepStart)} ms)`);
-  stepStart = now;
-}
 
 // ---------- client ----------
 
@@ -515,19 +478,7 @@ async function main() {
   for (const s of [live, resumed, all]) s.close();
 }
 
-const timer = setTimeout(() => {
-  console.error(`FAIL apollo.mjs: timed out after 120 s`);
-  process.exit(1);
-}, 120_000);
-
-try {
-  await main();
-  console.log(`PASS apollo.mjs against ${base} in ${Math.round(performance.now() - started)} ms`);
-  clearTimeout(timer);
+await runScript("apollo.mjs", base, main, 120_000, async () => {
   await wsClient.dispose();
   client.stop();
-  process.exit(0);
-} catch (e) {
-  console.error(`FAIL apollo.mjs: ${e instanceof AssertionFailed ? e.message : e?.stack ?? e}`);
-  process.exit(1);
-}
+});

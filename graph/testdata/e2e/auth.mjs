@@ -16,36 +16,15 @@ import { isSubscriptionOperation } from "@apollo/client/utilities";
 import { createClient } from "graphql-ws";
 import WebSocket from "ws";
 
-const base = (process.argv[2] ?? "").replace(/\/+$/, "");
+import { AssertionFailed, fail, ok, runScript, serviceURL, step, usage } from "./check.mjs";
+
+const base = serviceURL("auth.mjs", " TOKEN");
 const token = process.argv[3] ?? "";
-if (!/^https?:\/\//.test(base) || !token) {
-  console.error("usage: node auth.mjs http://127.0.0.1:PORT TOKEN");
-  process.exit(2);
-}
+if (!token) usage("auth.mjs", " TOKEN");
 const httpURL = `${base}/graphql`;
 const wsURL = httpURL.replace(/^http/, "ws");
 const runID = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 const customerId = `c-auth-${runID}`;
-const started = performance.now();
-
-// ---------- assertions ----------
-
-class AssertionFailed extends Error {}
-
-function fail(msg) {
-  throw new AssertionFailed(msg);
-}
-
-function ok(cond, what, got) {
-  if (!cond) fail(`${what}${got === undefined ? "" : `; got ${JSON.stringify(got)}`}`);
-}
-
-let stepStart = performance.now();
-function step(name) {
-  const now = performance.now();
-  console.log(`ok   ${name} (${Math.round(now - stepStart)} ms)`);
-  stepStart = now;
-}
 
 /** Resolves with p, or fails after ms. */
 function within(p, ms, what) {
@@ -309,18 +288,4 @@ async function main() {
   }
 }
 
-const timer = setTimeout(() => {
-  console.error("FAIL auth.mjs: timed out after 60 s");
-  process.exit(1);
-}, 60_000);
-
-try {
-  await main();
-  console.log(`PASS auth.mjs against ${base} in ${Math.round(performance.now() - started)} ms`);
-  clearTimeout(timer);
-  await within(Promise.allSettled(disposers.map((d) => d())), 5_000, "closing the clients").catch(() => {});
-  process.exit(0);
-} catch (e) {
-  console.error(`FAIL auth.mjs: ${e instanceof AssertionFailed ? e.message : e?.stack ?? e}`);
-  process.exit(1);
-}
+await runScript("auth.mjs", base, main, 60_000, () => Promise.allSettled(disposers.map((d) => d())));

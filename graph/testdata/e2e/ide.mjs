@@ -12,25 +12,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 
-const base = (process.argv[2] ?? "").replace(/\/+$/, "");
-const screenshot = process.argv[3];
-if (!/^https?:\/\//.test(base)) {
-  console.error("usage: node ide.mjs http://127.0.0.1:PORT [screenshot.png]");
-  process.exit(2);
-}
-const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const started = performance.now();
+import { fail, runScript, serviceURL, step } from "./check.mjs";
 
-class AssertionFailed extends Error {}
-const fail = (msg) => {
-  throw new AssertionFailed(msg);
-};
-let stepStart = performance.now();
-function step(name) {
-  const now = performance.now();
-  console.log(`ok   ${name} (${Math.round(now - stepStart)} ms)`);
-  stepStart = now;
-}
+const base = serviceURL("ide.mjs", " [screenshot.png]");
+const screenshot = process.argv[3];
+const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 
 // A URL is local when it is on the loopback address, or carries no network
 // request at all (data:, blob:, about:).
@@ -179,21 +165,7 @@ async function main() {
   console.log(`     ${requests.length} requests and ${sockets.length} websocket(s), all to 127.0.0.1:\n       ${traffic.join("\n       ")}`);
 }
 
-const timer = setTimeout(() => {
-  console.error("FAIL ide.mjs: timed out after 90 s");
-  process.exit(1);
-}, 90_000);
-
-let code = 0;
-try {
-  await main();
-  console.log(`PASS ide.mjs against ${base} in ${Math.round(performance.now() - started)} ms`);
-} catch (e) {
-  console.error(`FAIL ide.mjs: ${e instanceof AssertionFailed ? e.message : e?.stack ?? e}`);
-  code = 1;
-} finally {
-  clearTimeout(timer);
+await runScript("ide.mjs", base, main, 90_000, async () => {
   await context?.close().catch(() => {});
   rmSync(userDataDir, { recursive: true, force: true });
-}
-process.exit(code);
+});

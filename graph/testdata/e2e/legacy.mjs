@@ -10,36 +10,10 @@ import { WebSocketLink } from "@apollo/client/link/ws";
 import { SubscriptionClient } from "subscriptions-transport-ws";
 import WebSocket from "ws";
 
-const base = (process.argv[2] ?? "").replace(/\/+$/, "");
-if (!/^https?:\/\//.test(base)) {
-  console.error("usage: node legacy.mjs http://127.0.0.1:PORT");
-  process.exit(2);
-}
-const wsURL = `${base}/graphql`.replace(/^http/, "ws");
-const started = performance.now();
+import { AssertionFailed, eq, fail, runScript, serviceURL, step } from "./check.mjs";
 
-class AssertionFailed extends Error {}
-const fail = (msg) => {
-  throw new AssertionFailed(msg);
-};
-function norm(v) {
-  if (Array.isArray(v)) return v.map(norm);
-  if (v && typeof v === "object") {
-    return Object.fromEntries(Object.keys(v).filter((k) => k !== "__typename").sort().map((k) => [k, norm(v[k])]));
-  }
-  return v;
-}
-function eq(got, want, what) {
-  const g = JSON.stringify(norm(got));
-  const w = JSON.stringify(norm(want));
-  if (g !== w) fail(`${what}: expected ${w}, got ${g}`);
-}
-let stepStart = performance.now();
-function step(name) {
-  const now = performance.now();
-  console.log(`ok   ${name} (${Math.round(now - stepStart)} ms)`);
-  stepStart = now;
-}
+const base = serviceURL("legacy.mjs");
+const wsURL = `${base}/graphql`.replace(/^http/, "ws");
 const errorsOf = (error) => {
   if (!error) return [];
   if (CombinedGraphQLErrors.is(error)) return error.errors;
@@ -171,19 +145,7 @@ async function main() {
   sub.unsubscribe();
 }
 
-const timer = setTimeout(() => {
-  console.error("FAIL legacy.mjs: timed out after 60 s");
-  process.exit(1);
-}, 60_000);
-
-try {
-  await main();
-  console.log(`PASS legacy.mjs against ${base} in ${Math.round(performance.now() - started)} ms`);
-  clearTimeout(timer);
+await runScript("legacy.mjs", base, main, 60_000, async () => {
   subClient.close();
   client.stop();
-  process.exit(0);
-} catch (e) {
-  console.error(`FAIL legacy.mjs: ${e instanceof AssertionFailed ? e.message : e?.stack ?? e}`);
-  process.exit(1);
-}
+});

@@ -115,6 +115,7 @@ func NewServer(deps Deps, opts Options) *handler.Server {
 	if opts.Metrics != nil {
 		srv.Use(opts.Metrics)
 	}
+	srv.Use(newSharedResults()) // innermost: its shared replies skip the interceptors inside it
 	srv.SetErrorPresenter(ErrorPresenter(logger))
 	srv.SetRecoverFunc(RecoverFunc(logger))
 	return srv

@@ -122,9 +122,7 @@ func forward[T, U any](ctx context.Context, m *Metrics, sub *readstore.Subscript
 				return
 			case v, ok := <-sub.C:
 				if !ok {
-					if err := sub.Err(); err != nil && ctx.Err() == nil {
-						transport.AddSubscriptionError(ctx, subscriptionError(err))
-					}
+					reportEnd(ctx, sub.Err())
 					return
 				}
 				select {
@@ -136,6 +134,51 @@ func forward[T, U any](ctx context.Context, m *Metrics, sub *readstore.Subscript
 		}
 	}()
 	return out
+}
+
+// feedChanges hands sub's changes to gqlgen through the operation's feed
+// (see sharedResults), so that subscribers running the same operation
+// share one execution per change. It needs no goroutine of its own: the
+// subscription's response loop pulls each change. Outside a feed it
+// forwards them.
+func feedChanges(ctx context.Context, m *Metrics, sub *readstore.Subscription[readstore.Change]) <-chan *model.OrderChange {
+	out := make(chan *model.OrderChange, 1)
+	ended := false
+	next := func(ctx context.Context) (uint64, func(), bool) {
+		if ended {
+			return 0, nil, false
+		}
+		select {
+		case c, ok := <-sub.C:
+			if !ok {
+				ended = true
+				reportEnd(ctx, sub.Err())
+				close(out)
+				return 0, nil, false
+			}
+			return c.Position, func() {
+				select {
+				case out <- toOrderChange(c):
+				case <-ctx.Done():
+				}
+			}, true
+		case <-ctx.Done():
+			return 0, nil, false
+		}
+	}
+	if !attachFeed(ctx, next) {
+		return forward(ctx, m, sub, toOrderChange)
+	}
+	m.subscriberAdded()
+	context.AfterFunc(ctx, m.subscriberGone)
+	return out
+}
+
+// reportEnd gives the client why the server ended its subscription.
+func reportEnd(ctx context.Context, err error) {
+	if err != nil && ctx.Err() == nil {
+		transport.AddSubscriptionError(ctx, subscriptionError(err))
+	}
 }
 
 // subscriptionError explains why the server ended a subscription.

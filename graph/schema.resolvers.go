@@ -308,7 +308,7 @@ func (r *subscriptionResolver) OrderChanged(ctx context.Context, orderID *string
 	if err != nil {
 		return nil, err
 	}
-	return forward(ctx, r.metrics, sub, toOrderChange), nil
+	return feedChanges(ctx, r.metrics, sub), nil
 }
 
 // OrderTrends is the resolver for the orderTrends field.

@@ -374,3 +374,43 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Fatalf("no gauge %s", name)
 	return 0
 }
+
+// TestSharedSubscriptionResults: subscribers running the same operation
+// share one execution per change (sharedResults), over both subprotocols;
+// each still gets every change, in order, with its own data, and a
+// subscriber with another selection gets only the fields it asked for.
+func TestSharedSubscriptionResults(t *testing.T) {
+	e := newEnv(t, config{})
+	created := e.createOrder(t, "cust-shared")
+	id := created.Order.ID
+	vars := map[string]any{"o": id, "from": created.Position}
+	var same []*wsClient
+	for i := range 4 {
+		w := e.connect(t, protocols[i%2], nil)
+		w.subscribe("s", changeSub, vars)
+		same = append(same, w)
+	}
+	other := e.connect(t, transportWS, nil)
+	other.subscribe("o", `subscription($o: ID, $from: Position) {
+		orderChanged(orderId: $o, fromPosition: $from) { position order { status } } }`, vars)
+
+	var want []string
+	for q := range 6 {
+		want = append(want, e.quantity(t, id, 3+q))
+	}
+	for i, w := range same {
+		for j, pos := range want {
+			c := w.nextChange("s")
+			if c.Position != pos || c.Order.ID != id || c.Order.Version != j+2 || c.Order.LastPosition != pos {
+				t.Fatalf("subscriber %d (%s), change %d: %+v; want position %s, version %d", i, w.proto, j, c, pos, j+2)
+			}
+		}
+	}
+	for j, pos := range want {
+		res := other.next("o")
+		wantData := fmt.Sprintf(`{"orderChanged":{"position":%q,"order":{"status":"OPEN"}}}`, pos)
+		if len(res.Errors) > 0 || string(res.Data) != wantData {
+			t.Fatalf("other selection, change %d: data %s, errors %+v; want %s", j, res.Data, res.Errors, wantData)
+		}
+	}
+}

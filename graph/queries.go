@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
@@ -17,6 +18,7 @@ func (r *Resolver) orderConnection(ctx context.Context, q readstore.OrderQuery, 
 		return nil, err
 	}
 	q.First = max(n, 1) // readstore reads 0 as its default page size
+	q.WithoutItems = !selects(ctx, "edges", "node", "items")
 	if after != nil {
 		q.After = *after
 	}
@@ -102,6 +104,24 @@ func toOrderChange(c readstore.Change) *model.OrderChange {
 		Position:   model.Position(c.Position),
 		RecordedAt: c.RecordedAt.UTC(),
 	}
+}
+
+// selects reports whether the current field's selection reaches the field
+// at path, through fragments too.
+func selects(ctx context.Context, path ...string) bool {
+	return selectsIn(graphql.GetOperationContext(ctx), graphql.CollectFieldsCtx(ctx, nil), path)
+}
+
+func selectsIn(oc *graphql.OperationContext, fields []graphql.CollectedField, path []string) bool {
+	for _, f := range fields {
+		if f.Name != path[0] {
+			continue
+		}
+		if len(path) == 1 || selectsIn(oc, graphql.CollectFields(oc, f.Selections, nil), path[1:]) {
+			return true
+		}
+	}
+	return false
 }
 
 // forward converts values from a broker subscription and hands them to

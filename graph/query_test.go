@@ -103,6 +103,46 @@ func TestOrderQuery(t *testing.T) {
 	}
 }
 
+// TestOrderPagesReadItemsWhenAsked: a page reads the orders' items only
+// when the selection reaches them, directly or through fragments; either
+// way each order has the items it was created with.
+func TestOrderPagesReadItemsWhenAsked(t *testing.T) {
+	e := newEnv(t, config{})
+	last := e.createOrder(t, "cust-items")
+	vars := map[string]any{"p": last.Position}
+	type items struct {
+		Edges []struct{ Node struct{ Items []orderItem } }
+	}
+	for name, query := range map[string]string{
+		"direct": `query($p: Position) { orders(first: 5, minPosition: $p) { edges { node { items { sku quantity unitPrice } } } } }`,
+		"fragments": `query($p: Position) { orders(first: 5, minPosition: $p) { ...page } }
+			fragment page on OrderConnection { edges { ... on OrderEdge { node { ...lines } } } }
+			fragment lines on Order { items { sku quantity unitPrice } }`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			var got struct{ Orders items }
+			e.mustDo(t, query, vars, &got)
+			if len(got.Orders.Edges) != 1 || !slices.Equal(got.Orders.Edges[0].Node.Items, []orderItem{{Sku: "A", Quantity: 2, UnitPrice: "5.00"}}) {
+				t.Errorf("orders = %+v, want one order with 2 × A at 5.00", got.Orders)
+			}
+		})
+	}
+	var got struct{ Customer struct{ Orders items } }
+	e.mustDo(t, `query($p: Position) { customer(id: "cust-items", minPosition: $p) { orders { edges { node { items { sku quantity unitPrice } } } } } }`, vars, &got)
+	if len(got.Customer.Orders.Edges) != 1 || len(got.Customer.Orders.Edges[0].Node.Items) != 1 {
+		t.Errorf("customer orders = %+v, want one order with its item", got.Customer.Orders)
+	}
+	var bare struct {
+		Orders struct {
+			Edges []struct{ Node struct{ ID string } }
+		}
+	}
+	e.mustDo(t, `query($p: Position) { orders(first: 5, minPosition: $p) { edges { node { id } } } }`, vars, &bare)
+	if len(bare.Orders.Edges) != 1 || bare.Orders.Edges[0].Node.ID != last.Order.ID {
+		t.Errorf("orders without items = %+v", bare.Orders)
+	}
+}
+
 type orderPage struct {
 	Edges []struct {
 		Cursor string

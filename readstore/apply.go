@@ -694,8 +694,10 @@ func (r orderRow) order() (Order, error) {
 		CancelledAt: timePtr(r.CancelledAt), CancelReason: r.CancelReason, Carrier: r.Carrier,
 		TrackingReference: r.TrackingReference, Corrections: []Correction{}, Revision: uint64(r.Revision),
 		LastPosition: uint64(r.LastPosition), adjustment: r.Adjustment}
-	if err := jsonUnmarshal(r.Items, &o.Items); err != nil {
-		return Order{}, fmt.Errorf("order %s items: %w", r.ID, err)
+	if r.Items != "" { // "": not read (orderColumnsWithoutItems)
+		if err := jsonUnmarshal(r.Items, &o.Items); err != nil {
+			return Order{}, fmt.Errorf("order %s items: %w", r.ID, err)
+		}
 	}
 	if o.Items == nil {
 		o.Items = []Item{}

@@ -22,6 +22,9 @@ const orderColumns = `id, customer_id, currency, status, total, adjustment, item
 	paid_at, shipped_at, delivered_at, cancelled_at, cancel_reason, carrier, tracking_reference,
 	corrections_count, revision, last_position`
 
+// orderColumnsWithoutItems reads an order with an empty item list.
+var orderColumnsWithoutItems = strings.Replace(orderColumns, "items", "'' AS items", 1)
+
 const correctionColumns = `order_id, revision, corrected_revision, old_amount, new_amount, reason, at`
 
 func domainStatus(s string) domain.Status { return domain.Status(s) }
@@ -164,6 +167,9 @@ type OrderQuery struct {
 	OrderBy     OrderBy    // CreatedAtAsc when empty
 	After       string     // EndCursor of the previous page
 	First       int        // page size: 20 when 0, at most MaxPageSize
+	// WithoutItems leaves each order's Items empty, for callers that do
+	// not show them; the page skips reading and decoding them.
+	WithoutItems bool
 }
 
 // MaxPageSize bounds OrderQuery.First.
@@ -259,7 +265,11 @@ func (s *Store) Orders(ctx context.Context, q OrderQuery) (OrderPage, error) {
 		}
 		where, args = append(where, "(created_at, id) "+cmp+" (?, ?)"), append(args, c.CreatedAt, c.ID)
 	}
-	query := `SELECT ` + orderColumns + ` FROM orders`
+	cols := orderColumns
+	if q.WithoutItems {
+		cols = orderColumnsWithoutItems
+	}
+	query := `SELECT ` + cols + ` FROM orders`
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}

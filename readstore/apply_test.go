@@ -487,7 +487,7 @@ func TestOpen(t *testing.T) {
 		t.Errorf("checkpoint = %d, %v; want 0", cp, err)
 	}
 	// SQL-01: every connection runs with the same pragmas.
-	for name, want := range map[string]string{"journal_mode": "wal", "synchronous": "1", "foreign_keys": "1", "busy_timeout": "5000"} {
+	for name, want := range map[string]string{"journal_mode": "wal", "synchronous": "1", "foreign_keys": "1", "busy_timeout": "5000", "temp_store": "2"} {
 		w, r, err := readstore.Pragma(s, name)
 		if err != nil {
 			t.Fatal(err)

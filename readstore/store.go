@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+	"github.com/mattn/go-sqlite3"
 )
 
 //go:embed *.sql
@@ -108,6 +108,19 @@ func OpenFresh(ctx context.Context, path string, opts Options) (*Store, error) {
 	return open(ctx, path, opts, true)
 }
 
+// driverName is go-sqlite3 with the settings every read-model connection
+// needs that its DSN cannot carry: temporary storage in memory. A batch's
+// upserts open statement journals, which SQLite otherwise writes to a
+// temporary file, costing as many writes as the WAL itself.
+const driverName = "sqlite3_readstore"
+
+func init() {
+	sql.Register(driverName, &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
+		_, err := c.Exec(`PRAGMA temp_store=MEMORY`, nil)
+		return err
+	}})
+}
+
 func open(ctx context.Context, path string, opts Options, bulk bool) (*Store, error) {
 	if opts.WaitTimeout <= 0 {
 		opts.WaitTimeout = 3 * time.Second
@@ -125,7 +138,7 @@ func open(ctx context.Context, path string, opts Options, bulk bool) (*Store, er
 	// The writer gets a page cache of up to 128 MiB (SQLite's default is
 	// 2 MiB): a batch rewrites pages all over the indexes, and reading them
 	// back from the file cost more than the writes.
-	w, err := sqlx.Open("sqlite3", "file:"+path+"?"+journal+"&"+pragmas+"&_txlock=immediate&_cache_size=-131072")
+	w, err := sqlx.Open(driverName, "file:"+path+"?"+journal+"&"+pragmas+"&_txlock=immediate&_cache_size=-131072")
 	if err != nil {
 		return nil, fmt.Errorf("open read store %s: %w", path, err)
 	}
@@ -140,7 +153,7 @@ func open(ctx context.Context, path string, opts Options, bulk bool) (*Store, er
 	}
 	// Readers and the checkpointer take the journal mode the writer set:
 	// WAL is recorded in the file.
-	r, err := sqlx.Open("sqlite3", "file:"+path+"?"+pragmas+"&_query_only=true")
+	r, err := sqlx.Open(driverName, "file:"+path+"?"+pragmas+"&_query_only=true")
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open read store %s: %w", path, err)
@@ -158,7 +171,7 @@ func open(ctx context.Context, path string, opts Options, bulk bool) (*Store, er
 		s.Close()
 		return nil, fmt.Errorf("open read store %s: %w", path, err)
 	}
-	cp, err := sqlx.Open("sqlite3", "file:"+path+"?_synchronous=NORMAL&"+pragmas)
+	cp, err := sqlx.Open(driverName, "file:"+path+"?_synchronous=NORMAL&"+pragmas)
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open read store %s: %w", path, err)

@@ -354,6 +354,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	proj := &readstore.Projector{Live: reads, Gate: gate, OnApplied: func(events []eventing.Envelope) {
 		if len(events) > 0 {
 			metrics.projectionLag.Set(time.Since(events[len(events)-1].RecordedAt).Seconds())
+			metrics.projectionBatch.Observe(float64(len(events)))
 		}
 	}}
 	rebuilder := &rebuilder{
@@ -1129,8 +1130,9 @@ func postGraphQL(ctx context.Context, url, token, query string) ([]byte, error) 
 
 // metrics are the service's Prometheus metrics.
 type metrics struct {
-	registry      *prometheus.Registry
-	projectionLag prometheus.Gauge
+	registry        *prometheus.Registry
+	projectionLag   prometheus.Gauge
+	projectionBatch prometheus.Histogram
 }
 
 func newMetrics() *metrics {
@@ -1140,7 +1142,12 @@ func newMetrics() *metrics {
 			Name: "ordertrail_projection_lag_seconds",
 			Help: "Time from an event's commit to its projection, for the last batch.",
 		}),
+		projectionBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "ordertrail_projection_batch_events",
+			Help:    "Events per committed read-model batch.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 14), // 1 … 8192
+		}),
 	}
-	m.registry.MustRegister(m.projectionLag, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.registry.MustRegister(m.projectionLag, m.projectionBatch, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

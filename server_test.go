@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +20,9 @@ import (
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"github.com/google/uuid"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/ordertrail/ordertrail/eventing"
 	"github.com/ordertrail/ordertrail/eventing/embedded"
@@ -397,5 +401,73 @@ func TestPoisonEvent(t *testing.T) {
 	res := svc.post(t, createOrderMutation, map[string]any{"c": "c-after-poison", "q": 1})
 	if len(res.Errors) > 0 {
 		t.Fatalf("createOrder after the poison event: %+v", res.Errors)
+	}
+}
+
+// TestMetricsEndpoint reads /metrics after a created order and a rejected
+// command: requests, mutations, error codes, the projection's batches and
+// lag, and the live gauges are there in Prometheus' text format.
+func TestMetricsEndpoint(t *testing.T) {
+	svc := startInProcess(t, t.TempDir())
+	res := svc.post(t, createOrderMutation, map[string]any{"c": "c-metrics", "q": 2})
+	if len(res.Errors) > 0 {
+		t.Fatalf("createOrder: %+v", res.Errors)
+	}
+	if res := svc.post(t, createOrderMutation, map[string]any{"c": "c-metrics", "q": 0}); len(res.Errors) == 0 {
+		t.Fatal("createOrder with quantity 0 succeeded")
+	}
+	resp, err := http.Get(svc.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	// sum adds the values of a family's series whose labels include want.
+	sum := func(name string, want map[string]string) (float64, bool) {
+		f, ok := families[name]
+		if !ok {
+			return 0, false
+		}
+		total := 0.0
+	series:
+		for _, m := range f.GetMetric() {
+			for k, v := range want {
+				if !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == k && l.GetValue() == v }) {
+					continue series
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				total += m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				total += m.GetGauge().GetValue()
+			case m.Histogram != nil:
+				total += float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+		return total, true
+	}
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		check  func(float64) bool
+		want   string
+	}{
+		{"ordertrail_graphql_mutations_total", map[string]string{"field": "createOrder"}, func(v float64) bool { return v == 2 }, "2 createOrder"},
+		{"ordertrail_graphql_errors_total", map[string]string{"code": "INVALID_INPUT"}, func(v float64) bool { return v == 1 }, "1 INVALID_INPUT"},
+		{"ordertrail_graphql_request_duration_seconds", map[string]string{"type": "mutation"}, func(v float64) bool { return v == 2 }, "2 observations"},
+		{"ordertrail_projection_batch_events", nil, func(v float64) bool { return v >= 1 }, "at least one batch"},
+		{"ordertrail_projection_lag_seconds", nil, func(v float64) bool { return v >= 0 && v < 60 }, "a lag under a minute"},
+		{"ordertrail_live_subscribers", nil, func(v float64) bool { return v == 0 }, "0"},
+		{"ordertrail_websocket_connections", nil, func(v float64) bool { return v == 0 }, "0"},
+	} {
+		v, ok := sum(c.name, c.labels)
+		if !ok || !c.check(v) {
+			t.Errorf("%s%v = %v (present %t), want %s", c.name, c.labels, v, ok, c.want)
+		}
 	}
 }

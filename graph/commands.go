@@ -118,12 +118,10 @@ func (r *Resolver) payloadEvents(ctx context.Context, p *model.OrderPayload) ([]
 }
 
 // payloadOrder returns the order as the read model shows it once it has
-// caught up to the command's position: a client reads its own write.
+// caught up to the command's position, as that position left it when the
+// read model still has it in memory: a client reads its own write.
 func (r *Resolver) payloadOrder(ctx context.Context, p *model.OrderPayload) (*model.Order, error) {
-	if err := r.Reads.WaitFor(ctx, uint64(p.Position)); err != nil {
-		return nil, err
-	}
-	o, err := r.Reads.Order(ctx, p.OrderID)
+	o, err := r.Reads.OrderAfter(ctx, p.OrderID, uint64(p.Position))
 	if err != nil {
 		return nil, err
 	}

@@ -27,6 +27,9 @@ type History interface {
 type Reads interface {
 	WaitFor(ctx context.Context, position uint64) error
 	Order(ctx context.Context, id string) (readstore.Order, error)
+	// OrderAfter is Order once position is projected: what a command's
+	// payload shows.
+	OrderAfter(ctx context.Context, id string, position uint64) (readstore.Order, error)
 	Orders(ctx context.Context, q readstore.OrderQuery) (readstore.OrderPage, error)
 	Customer(ctx context.Context, id string) (readstore.Customer, error)
 	Trends(ctx context.Context, q readstore.TrendQuery) ([]readstore.Trend, error)

@@ -208,6 +208,11 @@ func (c countingReads) Order(ctx context.Context, id string) (readstore.Order, e
 	return c.liveReads.Order(ctx, id)
 }
 
+func (c countingReads) OrderAfter(ctx context.Context, id string, position uint64) (readstore.Order, error) {
+	c.n.Add(1)
+	return c.liveReads.OrderAfter(ctx, id, position)
+}
+
 func (c countingReads) Orders(ctx context.Context, q readstore.OrderQuery) (readstore.OrderPage, error) {
 	c.n.Add(1)
 	return c.liveReads.Orders(ctx, q)

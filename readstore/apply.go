@@ -59,7 +59,7 @@ func (s *Store) Apply(ctx context.Context, events []Event, checkpoint uint64) ([
 	for _, id := range r.b.dirty {
 		s.cache.put(r.b.orders[id])
 	}
-	s.committedState(r.cp, r.hasCP, r.halted)
+	s.committedState(r.cp, r.hasCP, r.halted, r.b.changes)
 	s.changes.publish(r.b.changes)
 	s.trends.publish(r.trends)
 	if r.halted != nil {
@@ -171,10 +171,13 @@ func (s *Store) applyTx(ctx context.Context, events []Event, checkpoint, cp uint
 }
 
 // committedState records a commit in memory and wakes WaitFor callers.
-func (s *Store) committedState(cp uint64, has bool, halted *HaltedError) {
+func (s *Store) committedState(cp uint64, has bool, halted *HaltedError, changes []Change) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.checkpoint, s.hasCP, s.halted = cp, has, halted
+	for _, c := range changes {
+		s.recent.put(c)
+	}
 	close(s.committed)
 	s.committed = make(chan struct{})
 }

@@ -159,6 +159,18 @@ func (l *Live) WaitFor(ctx context.Context, position uint64) error {
 	}
 }
 
+// OrderAfter is Store.OrderAfter on the current store, continued on its
+// successor when a swap closes it during the wait.
+func (l *Live) OrderAfter(ctx context.Context, id string, position uint64) (Order, error) {
+	for {
+		s := l.Current()
+		o, err := s.OrderAfter(ctx, id, position)
+		if !errors.Is(err, ErrClosed) || l.Current() == s {
+			return o, err
+		}
+	}
+}
+
 // Order is Store.Order on the current store.
 func (l *Live) Order(ctx context.Context, id string) (Order, error) {
 	return l.Current().Order(ctx, id)

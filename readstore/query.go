@@ -63,6 +63,54 @@ func loadOrder(ctx context.Context, q queryer, id string) (Order, error) {
 	return o, nil
 }
 
+// OrderAfter returns order id once the event at position is projected: as
+// that event left it when the event is one of the last recentKept
+// committed, without a read; otherwise as the read model holds it now. A
+// command's payload asks for its order this way, at the position of the
+// command's last event.
+func (s *Store) OrderAfter(ctx context.Context, id string, position uint64) (Order, error) {
+	if err := s.WaitFor(ctx, position); err != nil {
+		return Order{}, err
+	}
+	s.mu.Lock()
+	c, ok := s.recent.get(position)
+	s.mu.Unlock()
+	if ok && c.OrderID == id {
+		return c.Order, nil
+	}
+	return s.Order(ctx, id)
+}
+
+// recentKept is the number of committed changes OrderAfter finds in memory.
+const recentKept = 4096
+
+// recentChanges holds the last recentKept committed changes by position.
+// Their orders are shared with subscribers, so never modified.
+type recentChanges struct {
+	byPos map[uint64]Change
+	ring  []uint64 // positions in byPos, oldest at next once full
+	next  int
+}
+
+func (r *recentChanges) put(c Change) {
+	if r.byPos == nil {
+		r.byPos, r.ring = make(map[uint64]Change, recentKept), make([]uint64, 0, recentKept)
+	}
+	if len(r.ring) < recentKept {
+		r.ring = append(r.ring, c.Position)
+	} else {
+		delete(r.byPos, r.ring[r.next])
+		r.ring[r.next] = c.Position
+		r.next = (r.next + 1) % recentKept
+	}
+	r.byPos[c.Position] = c
+}
+
+func (r *recentChanges) get(position uint64) (Change, bool) {
+	c, ok := r.byPos[position]
+	return c, ok
+}
+
 // Order returns one order, or an error wrapping ErrNotFound.
 func (s *Store) Order(ctx context.Context, id string) (Order, error) {
 	ctx, err := bounded(ctx)

@@ -154,3 +154,50 @@ func TestQueriesHonourDoneContext(t *testing.T) {
 		}
 	}
 }
+
+// TestOrderAfter: a command's payload gets its order as the command's last
+// event left it, the same as a read would have shown then; once that
+// event is no longer among the recent ones, as the read model holds it now.
+func TestOrderAfter(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, readstore.Options{})
+	l := newLog()
+	created := l.next("o1", &domain.OrderCreated{OrderID: "o1", CustomerID: "c1", Currency: "EUR", Total: 500,
+		Items: []domain.Line{{SKU: "A", Quantity: 2, UnitPrice: 250}}}, at(0))
+	apply(t, s, []readstore.Event{created})
+	asRead, err := s.Order(ctx, "o1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	confirmed := l.next("o1", &domain.OrderConfirmed{OrderID: "o1"}, at(time.Minute))
+	apply(t, s, []readstore.Event{confirmed})
+
+	got, err := s.OrderAfter(ctx, "o1", created.Position)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, w := jsonOf(t, got), jsonOf(t, asRead); g != w {
+		t.Errorf("OrderAfter(created) = %s, want the order as read after its creation: %s", g, w)
+	}
+	now, err := s.Order(ctx, "o1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.OrderAfter(ctx, "o1", confirmed.Position); err != nil || jsonOf(t, got) != jsonOf(t, now) {
+		t.Errorf("OrderAfter(confirmed) = %s, %v; want %s", jsonOf(t, got), err, jsonOf(t, now))
+	}
+	if _, err := s.OrderAfter(ctx, "o2", created.Position); !errors.Is(err, readstore.ErrNotFound) {
+		t.Errorf("OrderAfter of another order at o1's position: err = %v, want ErrNotFound", err)
+	}
+
+	// Push the creation out of the recent changes: the read model's state now.
+	var more []readstore.Event
+	for i := range 4096 {
+		id := fmt.Sprintf("f%04d", i)
+		more = append(more, l.next(id, &domain.OrderCreated{OrderID: id, CustomerID: "c2", Currency: "EUR", Total: 1}, at(2*time.Minute)))
+	}
+	apply(t, s, more)
+	if got, err := s.OrderAfter(ctx, "o1", created.Position); err != nil || got.Status != domain.StatusConfirmed {
+		t.Errorf("OrderAfter(created) once forgotten = %+v, %v; want the confirmed order", got, err)
+	}
+}

@@ -61,6 +61,7 @@ type Store struct {
 	hasCP      bool
 	halted     *HaltedError
 	committed  chan struct{} // closed and replaced on every commit
+	recent     recentChanges
 	closed     bool
 
 	done chan struct{} // closed by Close

@@ -2,6 +2,7 @@ package readstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 )
@@ -48,7 +49,8 @@ func (s *Subscription[T]) fail(err error) {
 type liveSub[T any] struct {
 	ch    chan T
 	keep  func(T) bool
-	owner *Subscription[T]
+	owner *Subscription[T] // failed when the broker removes the subscriber, if set
+	err   error            // why the broker removed it; read once ch is closed
 }
 
 // broker fans committed items out to subscribers. It owns its state behind
@@ -85,7 +87,10 @@ func (b *broker[T]) removeLocked(s *liveSub[T], err error) {
 		return
 	}
 	delete(b.subs, s)
-	s.owner.fail(err)
+	s.err = err
+	if s.owner != nil {
+		s.owner.fail(err)
+	}
 	close(s.ch)
 }
 
@@ -157,74 +162,86 @@ func (s *Store) Subscribe(ctx context.Context, fromPosition uint64, filter Chang
 	}
 	out := make(chan Change)
 	sub := newSubscription[Change](out)
-	live := &liveSub[Change]{ch: make(chan Change, BufferSize), keep: filter.keep, owner: sub}
-	go s.serve(ctx, sub, live, out, fromPosition, filter)
+	go func() {
+		defer close(out)
+		if _, err := s.stream(ctx, out, fromPosition, filter, nil, func() { close(sub.caughtUp) }); err != nil {
+			sub.fail(err)
+		}
+	}()
 	return sub, nil
 }
 
-func (s *Store) serve(ctx context.Context, sub *Subscription[Change], live *liveSub[Change], out chan<- Change, last uint64, f ChangeFilter) {
-	defer close(out)
-	send := func(c Change) bool {
+// errSwapped ends a stream whose store Live has swapped out.
+var errSwapped = errors.New("read model swapped")
+
+// stream sends to out the changes after last that match f: first from the
+// change log, then live. It runs until ctx ends, the store closes, the
+// broker drops the subscriber, or swapped is closed (errSwapped), and
+// returns the last position sent and why it stopped. caughtUp is called
+// once the replay is done and the subscriber is registered for live
+// changes.
+func (s *Store) stream(ctx context.Context, out chan<- Change, last uint64, f ChangeFilter, swapped <-chan struct{}, caughtUp func()) (uint64, error) {
+	send := func(c Change) error {
 		select {
 		case out <- c:
-			return true
+			last = c.Position
+			return nil
 		case <-ctx.Done():
-			sub.fail(ctx.Err())
+			return ctx.Err()
 		case <-s.done:
-			sub.fail(ErrClosed)
+			return ErrClosed
+		case <-swapped:
+			return errSwapped
 		}
-		return false
 	}
-	catchUp := func() bool {
+	catchUp := func() error {
 		for {
 			page, err := s.readLog(ctx, last, f)
 			if err != nil {
 				select {
 				case <-s.done:
-					err = ErrClosed
+					return ErrClosed
 				default:
+					return err
 				}
-				sub.fail(err)
-				return false
 			}
 			for _, c := range page {
-				if !send(c) {
-					return false
+				if err := send(c); err != nil {
+					return err
 				}
-				last = c.Position
 			}
 			if len(page) < replayPage {
-				return true
+				return nil
 			}
 		}
 	}
-	if !catchUp() {
-		return
+	if err := catchUp(); err != nil {
+		return last, err
 	}
+	live := &liveSub[Change]{ch: make(chan Change, BufferSize), keep: f.keep}
 	if err := s.changes.add(live); err != nil {
-		sub.fail(err)
-		return
+		return last, err
 	}
 	defer s.changes.remove(live, nil)
-	if !catchUp() {
-		return
+	if err := catchUp(); err != nil {
+		return last, err
 	}
-	close(sub.caughtUp)
+	caughtUp()
 	for {
 		select {
 		case c, ok := <-live.ch:
 			if !ok {
-				return // the broker recorded why
+				return last, live.err // the broker recorded why
 			}
 			if c.Position > last {
-				if !send(c) {
-					return
+				if err := send(c); err != nil {
+					return last, err
 				}
-				last = c.Position
 			}
 		case <-ctx.Done():
-			sub.fail(ctx.Err())
-			return
+			return last, ctx.Err()
+		case <-swapped:
+			return last, errSwapped
 		}
 	}
 }

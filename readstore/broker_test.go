@@ -156,12 +156,18 @@ func TestSlowSubscriberDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The service subscribes through Live; its slow subscribers end the same way.
+	liveSlow, err := readstore.NewLive(s).Subscribe(ctx, 0, readstore.ChangeFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var fastGot []uint64
 	var fastErr error
 	fastDone := make(chan struct{})
 	go func() { defer close(fastDone); fastGot, fastErr = collect(fast, events[len(events)-1].Position) }()
 	<-slow.CaughtUp()
 	<-fast.CaughtUp()
+	<-liveSlow.CaughtUp()
 	applyBatches(t, s, events, 10) // returns although nobody reads slow or trends
 	<-fastDone
 	if fastErr != nil {
@@ -169,17 +175,19 @@ func TestSlowSubscriberDropped(t *testing.T) {
 	}
 	equalPositions(t, fastGot, positions(events, 0, nil))
 
-	var slowGot []uint64
-	for c := range slow.C {
-		slowGot = append(slowGot, c.Position)
+	for name, sub := range map[string]*readstore.Subscription[readstore.Change]{"store": slow, "live": liveSlow} {
+		var got []uint64
+		for c := range sub.C {
+			got = append(got, c.Position)
+		}
+		if !errors.Is(sub.Err(), readstore.ErrSlowSubscriber) {
+			t.Errorf("%s: slow Err = %v, want ErrSlowSubscriber", name, sub.Err())
+		}
+		if len(got) == 0 || len(got) >= len(events) {
+			t.Errorf("%s: slow subscriber got %d of %d changes", name, len(got), len(events))
+		}
+		equalPositions(t, got, positions(events, 0, nil)[:len(got)])
 	}
-	if !errors.Is(slow.Err(), readstore.ErrSlowSubscriber) {
-		t.Errorf("slow Err = %v, want ErrSlowSubscriber", slow.Err())
-	}
-	if len(slowGot) == 0 || len(slowGot) >= len(events) {
-		t.Errorf("slow subscriber got %d of %d changes", len(slowGot), len(events))
-	}
-	equalPositions(t, slowGot, positions(events, 0, nil)[:len(slowGot)])
 	for range trends.C {
 	}
 	if !errors.Is(trends.Err(), readstore.ErrSlowSubscriber) {

@@ -81,66 +81,34 @@ func (l *Live) Subscribe(ctx context.Context, fromPosition uint64, filter Change
 	sub := newSubscription[Change](out)
 	go func() {
 		defer close(out)
+		caughtUp := sync.OnceFunc(func() { close(sub.caughtUp) })
 		last := fromPosition
-		var caughtUp sync.Once
 		for {
-			innerCtx, cancel := context.WithCancel(ctx)
-			inner, err := s.Subscribe(innerCtx, last, filter)
-			if err != nil {
-				cancel()
-				sub.fail(err)
-				return
+			var err error
+			last, err = s.stream(ctx, out, last, filter, swapped, caughtUp)
+			if ctx.Err() == nil && closed(swapped) {
+				// The old store ended the stream, or is closed after the
+				// swap: go on from the last position sent, which names the
+				// same event in the new store.
+				s, swapped = l.current()
+				continue
 			}
-			go func() {
-				select {
-				case <-inner.CaughtUp():
-					caughtUp.Do(func() { close(sub.caughtUp) })
-				case <-innerCtx.Done():
-				}
-			}()
-			last, err = forward(ctx, inner, out, swapped, last)
-			cancel()
-			if err != nil {
-				sub.fail(err)
-				return
+			if err == nil || errors.Is(err, errSwapped) {
+				err = ErrClosed
 			}
-			s, swapped = l.current()
+			sub.fail(err)
+			return
 		}
 	}()
 	return sub, nil
 }
 
-// forward copies inner to out until a swap (nil error), the end of inner,
-// or the end of ctx, and returns the last position sent.
-func forward(ctx context.Context, inner *Subscription[Change], out chan<- Change, swapped <-chan struct{}, last uint64) (uint64, error) {
-	for {
-		select {
-		case c, ok := <-inner.C:
-			if !ok {
-				err := inner.Err()
-				select {
-				case <-swapped: // the old store was closed after the swap
-					return last, nil
-				default:
-				}
-				if err == nil {
-					err = ErrClosed
-				}
-				return last, err
-			}
-			select {
-			case out <- c:
-				last = c.Position
-			case <-ctx.Done():
-				return last, ctx.Err()
-			case <-swapped:
-				return last, nil // c is sent again by the new store
-			}
-		case <-swapped:
-			return last, nil
-		case <-ctx.Done():
-			return last, ctx.Err()
-		}
+func closed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -322,7 +322,7 @@ func (s *Store) Orders(ctx context.Context, q OrderQuery) (OrderPage, error) {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
 	query += fmt.Sprintf(" ORDER BY created_at %s, id %s LIMIT %d", dir, dir, first+1)
-	var rows []orderRow
+	rows := make([]orderRow, 0, first+1) // sqlx appends: no regrowing a page of wide rows
 	if err := s.r.SelectContext(ctx, &rows, query, args...); err != nil {
 		return OrderPage{}, fmt.Errorf("orders: %w", err)
 	}

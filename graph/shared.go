@@ -3,8 +3,9 @@ package graph
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
-	"strings"
+	"fmt"
 	"sync"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -36,9 +37,14 @@ type sharedResults struct {
 const sharedResultsKept = 1024
 
 type resultKey struct {
-	op  string // document, operation name and variables
-	pos uint64 // the change's position
+	op  opDigest // of the document, operation name and variables
+	pos uint64   // the change's position
 }
+
+// opDigest identifies an operation by a SHA-256 of its document, name and
+// variables: the kept keys stay small whatever the documents' size, and no
+// document can be crafted to get another operation's results.
+type opDigest [sha256.Size]byte
 
 type sharedResult struct {
 	done chan struct{}   // closed once data is set
@@ -49,7 +55,7 @@ type sharedResult struct {
 // resolver sets next; the response interceptor calls it before each
 // response, so it knows which change the response is for.
 type feed struct {
-	op string
+	op opDigest
 	// next waits for the operation's next change and returns its position
 	// and push, which hands the change to gqlgen for execution. It returns
 	// ok false when the stream has ended; gqlgen's own execution then ends
@@ -93,8 +99,13 @@ func (s *sharedResults) InterceptOperation(ctx context.Context, next graphql.Ope
 	if err != nil {
 		return next(ctx)
 	}
-	op := strings.Join([]string{oc.RawQuery, oc.OperationName, string(vars)}, "\x00")
-	return next(context.WithValue(ctx, feedKey{}, &feed{op: op}))
+	h := sha256.New()
+	for _, part := range []string{oc.RawQuery, oc.OperationName, string(vars)} {
+		fmt.Fprintf(h, "%d:%s", len(part), part) // length-prefixed: no two splits hash alike
+	}
+	f := &feed{}
+	h.Sum(f.op[:0])
+	return next(context.WithValue(ctx, feedKey{}, f))
 }
 
 // InterceptResponse answers a subscription's response from the shared

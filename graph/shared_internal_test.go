@@ -3,6 +3,7 @@ package graph
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"testing"
 
@@ -25,7 +26,7 @@ type subscriber struct {
 
 func newSubscriber(op string, pos ...uint64) *subscriber {
 	s := &subscriber{pos: pos, fail: map[uint64]bool{}}
-	f := &feed{op: op}
+	f := &feed{op: sha256.Sum256([]byte(op))}
 	s.ctx = context.WithValue(context.Background(), feedKey{}, f)
 	var pending uint64
 	ended := false

@@ -93,7 +93,10 @@ func (l *Live) Subscribe(ctx context.Context, fromPosition uint64, filter Change
 				s, swapped = l.current()
 				continue
 			}
-			if err == nil || errors.Is(err, errSwapped) {
+			switch {
+			case ctx.Err() != nil:
+				err = ctx.Err()
+			case err == nil || errors.Is(err, errSwapped):
 				err = ErrClosed
 			}
 			sub.fail(err)

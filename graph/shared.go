@@ -65,8 +65,9 @@ type feed struct {
 
 type feedKey struct{}
 
-// attachFeed lets the operation's responses share results through f's next,
-// and reports whether the operation takes part in sharing.
+// attachFeed makes next the source of the operation's changes, so that its
+// responses can share results, and reports whether it did: only when ctx
+// carries a feed (sharedResults is installed) that has no source yet.
 func attachFeed(ctx context.Context, next func(ctx context.Context) (uint64, func(), bool)) bool {
 	f, _ := ctx.Value(feedKey{}).(*feed)
 	if f == nil || f.next != nil {

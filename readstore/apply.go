@@ -175,7 +175,7 @@ func (s *Store) committedState(cp uint64, has bool, halted *HaltedError, changes
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.checkpoint, s.hasCP, s.halted = cp, has, halted
-	for _, c := range changes {
+	for _, c := range changes[max(0, len(changes)-recentKept):] { // a rebuild's batch holds thousands
 		s.recent.put(c)
 	}
 	close(s.committed)

@@ -271,16 +271,8 @@ func (h *streamsService) readAll(srv streams.Streams_ReadServer, ao *streams.Rea
 		sc := h.st.scanAhead(ctx, f, uuidString, int64(cursor)-1, committed, maxRows)
 		defer sc.close()
 		for page := range sc.pages {
-			for i := range page {
-				if page[i].msg == nil {
-					continue
-				}
-				if err := srv.SendMsg(&page[i]); err != nil {
-					return err
-				}
-				if remaining--; remaining == 0 {
-					return nil
-				}
+			if done, err := sendMatching(srv, page, &remaining); done || err != nil {
+				return err
 			}
 		}
 		if sc.err != nil {
@@ -293,16 +285,8 @@ func (h *streamsService) readAll(srv streams.Streams_ReadServer, ao *streams.Rea
 		if err != nil {
 			return status.Error(codes.Internal, err.Error())
 		}
-		for i := range page {
-			if page[i].msg == nil {
-				continue
-			}
-			if err := srv.SendMsg(&page[i]); err != nil {
-				return err
-			}
-			if remaining--; remaining == 0 {
-				return nil
-			}
+		if done, err := sendMatching(srv, page, &remaining); done || err != nil {
+			return err
 		}
 		if len(page) < pageSize {
 			return nil
@@ -314,6 +298,24 @@ func (h *streamsService) readAll(srv streams.Streams_ReadServer, ao *streams.Rea
 		cursor = last - 1
 	}
 	return nil
+}
+
+// sendMatching sends the events of page that passed the filter (those
+// with a message), at most *remaining of them, and reports whether the
+// last one wanted was sent.
+func sendMatching(srv streams.Streams_ReadServer, page []encodedEvent, remaining *int64) (bool, error) {
+	for i := range page {
+		if page[i].msg == nil {
+			continue
+		}
+		if err := srv.SendMsg(&page[i]); err != nil {
+			return true, err
+		}
+		if *remaining--; *remaining == 0 {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // scanner reads the log ahead of a sender (see scanAhead).

@@ -7,13 +7,13 @@
 // Usage: node apollo.mjs http://127.0.0.1:PORT
 // Exits 0 when every assertion holds; otherwise prints the failed assertion
 // and exits 1.
-import { ApolloClient, ApolloLink, CombinedGraphQLErrors, HttpLink, InMemoryCache, gql } from "@apollo/client";
+import { ApolloClient, ApolloLink, HttpLink, InMemoryCache, gql } from "@apollo/client";
 import { GraphQLWsLink } from "@apollo/client/link/subscriptions";
 import { isSubscriptionOperation } from "@apollo/client/utilities";
 import { createClient } from "graphql-ws";
 import WebSocket from "ws";
 
-import { AssertionFailed, eq, fail, ok, runScript, serviceURL, step } from "./check.mjs";
+import { AssertionFailed, eq, fail, follow, graphQLErrors, ok, runScript, serviceURL, step } from "./check.mjs";
 
 const base = serviceURL("apollo.mjs");
 const httpURL = `${base}/graphql`;
@@ -45,12 +45,6 @@ const client = new ApolloClient({
     mutate: { fetchPolicy: "no-cache", errorPolicy: "all" },
   },
 });
-
-function graphQLErrors(error) {
-  if (!error) return [];
-  if (CombinedGraphQLErrors.is(error)) return error.errors;
-  fail(`transport error instead of a GraphQL result: ${error.name}: ${error.message}`);
-}
 
 function describe(result) {
   return JSON.stringify({ data: result.data, errors: graphQLErrors(result.error) });
@@ -93,50 +87,7 @@ async function expectError(kind, doc, variables, code, msg, what) {
 
 /** Subscribes and queues the results so they can be awaited one by one. */
 function subscribe(doc, variables, label) {
-  const queue = [];
-  let waiter = null;
-  let ended = null;
-  const wake = () => waiter?.();
-  const sub = client.subscribe({ query: doc, variables }).subscribe({
-    next(r) {
-      if (r.error) ended ??= `subscription error ${JSON.stringify(graphQLErrorsSafe(r.error))}`;
-      else queue.push(r.data);
-      wake();
-    },
-    error(e) {
-      ended ??= `subscription failed: ${e?.message ?? e}`;
-      wake();
-    },
-    complete() {
-      ended ??= "subscription completed by the server";
-      wake();
-    },
-  });
-  return {
-    async next(what, timeoutMs = 10_000) {
-      const deadline = Date.now() + timeoutMs;
-      while (!queue.length) {
-        if (ended) fail(`${label}: waiting for ${what}: ${ended}`);
-        const left = deadline - Date.now();
-        if (left <= 0) fail(`${label}: no change within ${timeoutMs} ms while waiting for ${what}`);
-        await new Promise((resolve) => {
-          const t = setTimeout(resolve, left);
-          waiter = () => {
-            clearTimeout(t);
-            resolve();
-          };
-        });
-        waiter = null;
-      }
-      return queue.shift();
-    },
-    pending: () => queue.length,
-    close: () => sub.unsubscribe(),
-  };
-}
-
-function graphQLErrorsSafe(error) {
-  return CombinedGraphQLErrors.is(error) ? error.errors : String(error?.message ?? error);
+  return follow(client.subscribe({ query: doc, variables }), label);
 }
 
 // ---------- operations ----------

@@ -10,13 +10,13 @@
 // Usage: node auth.mjs http://127.0.0.1:PORT TOKEN
 // Exits 0 when every assertion holds; otherwise prints the failed assertion
 // and exits 1.
-import { ApolloClient, ApolloLink, CombinedGraphQLErrors, HttpLink, InMemoryCache, gql } from "@apollo/client";
+import { ApolloClient, ApolloLink, HttpLink, InMemoryCache, gql } from "@apollo/client";
 import { GraphQLWsLink } from "@apollo/client/link/subscriptions";
 import { isSubscriptionOperation } from "@apollo/client/utilities";
 import { createClient } from "graphql-ws";
 import WebSocket from "ws";
 
-import { AssertionFailed, fail, ok, runScript, serviceURL, step, usage } from "./check.mjs";
+import { AssertionFailed, describeEnd, fail, follow, graphQLErrors, ok, runScript, serviceURL, step, usage } from "./check.mjs";
 
 const base = serviceURL("auth.mjs", " TOKEN");
 const token = process.argv[3] ?? "";
@@ -95,12 +95,6 @@ function wsApollo(connectionParams, httpAuth) {
   return { client, wsClient, state };
 }
 
-function graphQLErrors(error, what) {
-  if (!error) return [];
-  if (CombinedGraphQLErrors.is(error)) return error.errors;
-  fail(`${what}: transport error instead of a GraphQL result: ${error.name}: ${error.message}`);
-}
-
 async function exec(client, kind, doc, variables, what) {
   return within(
     kind === "query" ? client.query({ query: doc, variables }) : client.mutate({ mutation: doc, variables }),
@@ -131,63 +125,7 @@ async function expectUnauthenticated(client, doc, variables, what) {
 
 /** Subscribes and queues results, errors and completion. */
 function subscribe(client, doc, variables, label) {
-  const queue = [];
-  let ended = null;
-  let waiter = null;
-  const wake = () => waiter?.();
-  const sub = client.subscribe({ query: doc, variables }).subscribe({
-    next(r) {
-      if (r.error) ended ??= { kind: "error", error: r.error };
-      else queue.push(r.data);
-      wake();
-    },
-    error(e) {
-      ended ??= { kind: "error", error: e };
-      wake();
-    },
-    complete() {
-      ended ??= { kind: "complete" };
-      wake();
-    },
-  });
-  const waitFor = async (cond, timeoutMs) => {
-    const deadline = Date.now() + timeoutMs;
-    while (!cond()) {
-      const left = deadline - Date.now();
-      if (left <= 0) return false;
-      await new Promise((resolve) => {
-        const t = setTimeout(resolve, left);
-        waiter = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
-      waiter = null;
-    }
-    return true;
-  };
-  return {
-    queue,
-    ended: () => ended,
-    async next(what, timeoutMs = 10_000) {
-      if (!(await waitFor(() => queue.length || ended, timeoutMs))) fail(`${label}: no change within ${timeoutMs} ms while waiting for ${what}`);
-      if (!queue.length) fail(`${label}: waiting for ${what}: ${describeEnd(ended)}`);
-      return queue.shift();
-    },
-    /** Waits until the subscription errors or completes; returns how, or null on timeout. */
-    async end(timeoutMs = 10_000) {
-      await waitFor(() => ended, timeoutMs);
-      return ended;
-    },
-    close: () => sub.unsubscribe(),
-  };
-}
-
-function describeEnd(ended) {
-  if (!ended) return "still open";
-  if (ended.kind === "complete") return "completed by the server";
-  const e = ended.error;
-  return CombinedGraphQLErrors.is(e) ? `errors ${JSON.stringify(e.errors)}` : `${e?.name ?? "error"}: ${e?.message ?? e}`;
+  return follow(client.subscribe({ query: doc, variables }), label);
 }
 
 // ---------- operations ----------

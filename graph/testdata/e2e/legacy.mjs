@@ -5,21 +5,15 @@
 // Usage: node legacy.mjs http://127.0.0.1:PORT
 // Exits 0 when every assertion holds; otherwise prints the failed assertion
 // and exits 1.
-import { ApolloClient, CombinedGraphQLErrors, InMemoryCache, gql } from "@apollo/client";
+import { ApolloClient, InMemoryCache, gql } from "@apollo/client";
 import { WebSocketLink } from "@apollo/client/link/ws";
 import { SubscriptionClient } from "subscriptions-transport-ws";
 import WebSocket from "ws";
 
-import { AssertionFailed, eq, fail, runScript, serviceURL, step } from "./check.mjs";
+import { AssertionFailed, eq, fail, follow, graphQLErrors, runScript, serviceURL, step } from "./check.mjs";
 
 const base = serviceURL("legacy.mjs");
 const wsURL = `${base}/graphql`.replace(/^http/, "ws");
-const errorsOf = (error) => {
-  if (!error) return [];
-  if (CombinedGraphQLErrors.is(error)) return error.errors;
-  fail(`transport error instead of a GraphQL result: ${error.name}: ${error.message}`);
-};
-
 const ORDER_CHANGED = gql`
   subscription {
     orderChanged { order { id status } eventType position }
@@ -53,7 +47,7 @@ const client = new ApolloClient({
 
 async function run(kind, doc, variables, what) {
   const r = kind === "query" ? await client.query({ query: doc, variables }) : await client.mutate({ mutation: doc, variables });
-  const errs = errorsOf(r.error);
+  const errs = graphQLErrors(r.error);
   if (errs.length) fail(`${what}: unexpected errors ${JSON.stringify(errs)}`);
   if (!r.data) fail(`${what}: no data`);
   return r.data;
@@ -72,40 +66,11 @@ async function main() {
   step("connected with subprotocol graphql-ws");
 
   // Subscribe first, then write over the same socket.
-  const queue = [];
-  let wake = () => {};
-  let ended = null;
-  const sub = client.subscribe({ query: ORDER_CHANGED }).subscribe({
-    next: (r) => {
-      if (r.error) ended ??= `subscription error ${JSON.stringify(errorsOf(r.error))}`;
-      else queue.push(r.data.orderChanged);
-      wake();
-    },
-    error: (e) => {
-      ended ??= `subscription failed: ${e?.message ?? e}`;
-      wake();
-    },
-    complete: () => {
-      ended ??= "subscription completed by the server";
-      wake();
-    },
-  });
+  const changes = follow(client.subscribe({ query: ORDER_CHANGED }), "orderChanged over graphql-ws");
   async function nextFor(orderID, what) {
-    const deadline = Date.now() + 10_000;
     for (;;) {
-      while (queue.length) {
-        const c = queue.shift();
-        if (c.order.id === orderID) return c;
-      }
-      if (ended) fail(`orderChanged over graphql-ws: waiting for ${what}: ${ended}`);
-      if (Date.now() > deadline) fail(`orderChanged over graphql-ws: no ${what} within 10 s`);
-      await new Promise((r) => {
-        const t = setTimeout(r, 100);
-        wake = () => {
-          clearTimeout(t);
-          r();
-        };
-      });
+      const c = (await changes.next(what)).orderChanged;
+      if (c.order.id === orderID) return c;
     }
   }
   // The legacy protocol does not acknowledge "start"; let the server run the
@@ -136,13 +101,13 @@ async function main() {
   step("query over graphql-ws");
 
   const bad = await client.mutate({ mutation: CONFIRM, variables: { input: { orderId: `no-such-order-${Date.now()}` } } });
-  const errs = errorsOf(bad.error);
+  const errs = graphQLErrors(bad.error);
   if (!errs.some((e) => e.extensions?.code === "NOT_FOUND")) {
     fail(`confirmOrder of an unknown order over graphql-ws: expected extensions.code NOT_FOUND, got ${JSON.stringify({ data: bad.data, errors: errs })}`);
   }
   step("error over graphql-ws carries extensions.code");
 
-  sub.unsubscribe();
+  changes.close();
 }
 
 await runScript("legacy.mjs", base, main, 60_000, async () => {
